@@ -1,0 +1,81 @@
+"""The one dataset schema every recipe consumes.
+
+A prepared dataset is a `datasets.Dataset` (or a `DatasetDict` with `train`/`validation`)
+with these columns; recipes turn it into model inputs with their own collators.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+DEFAULT_SAMPLING_RATE = 24_000
+
+# column -> what it holds
+SCHEMA_COLUMNS: dict[str, str] = {
+    "id": "unique clip id (str)",
+    "audio": f"datasets.Audio feature, mono, at the target rate ({DEFAULT_SAMPLING_RATE} Hz by default)",
+    "text": "transcript (str, non-empty)",
+    "speaker": "speaker label (str), e.g. Common Voice client_id",
+    "dialect": "dialect or language label (str, normalised lower-case), e.g. 'balear' or 'pt-br'",
+    "duration": "clip length in seconds (float)",
+}
+# Optional columns recipes may use when present.
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "language": "ISO-ish language code of the text (str), e.g. 'ca', 'pt-br'",
+    "source": "where the clip came from (str): file path or source dataset",
+}
+
+
+class SchemaError(ValueError):
+    """A dataset does not follow the shared schema; the message names what is missing and the fix."""
+
+
+def schema_features(sampling_rate: int = DEFAULT_SAMPLING_RATE, with_language: bool = True):
+    """`datasets.Features` for the schema (audio decoded lazily at `sampling_rate`)."""
+    from datasets import Audio, Features, Value
+
+    features = {
+        "id": Value("string"),
+        "audio": Audio(sampling_rate=sampling_rate),
+        "text": Value("string"),
+        "speaker": Value("string"),
+        "dialect": Value("string"),
+        "duration": Value("float32"),
+    }
+    if with_language:
+        features["language"] = Value("string")
+    return Features(features)
+
+
+def require_columns(column_names: Iterable[str], required: Iterable[str], what: str = "dataset") -> None:
+    """Fail early, listing the columns that exist, when a required column is missing."""
+    existing = list(column_names)
+    missing = [c for c in required if c not in existing]
+    if missing:
+        raise SchemaError(
+            f"{what} is missing column(s) {missing}. Available columns: {existing}. "
+            "Map your columns onto the schema (see `python -m data_prep hf --help`, option --column_map) "
+            "or prepare the data with `python -m data_prep`."
+        )
+
+
+def validate_schema(dataset, sampling_rate: int | None = DEFAULT_SAMPLING_RATE, what: str = "dataset") -> None:
+    """Check a Dataset (or every split of a DatasetDict) against the schema.
+
+    Checks column presence and the audio feature's sampling rate; cheap (decodes nothing).
+    """
+    from datasets import Audio, DatasetDict
+
+    if isinstance(dataset, DatasetDict):
+        for split, ds in dataset.items():
+            validate_schema(ds, sampling_rate, what=f"{what}[{split}]")
+        return
+    require_columns(dataset.column_names, SCHEMA_COLUMNS, what)
+    audio_feature = dataset.features["audio"]
+    if not isinstance(audio_feature, Audio):
+        raise SchemaError(f"{what}: column 'audio' must be a datasets.Audio feature, got {type(audio_feature).__name__}.")
+    if sampling_rate is not None and audio_feature.sampling_rate != sampling_rate:
+        raise SchemaError(
+            f"{what}: audio is at {audio_feature.sampling_rate} Hz but {sampling_rate} Hz is required; "
+            f"use dataset.cast_column('audio', Audio(sampling_rate={sampling_rate}))."
+        )

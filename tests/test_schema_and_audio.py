@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from data_prep.audio import AudioDecodeError, decode_audio, peak_normalize, resample, rms_dbfs
+from data_prep.demo_corpus import DIALECTS, load_demo_dataset, read_manifest
+from data_prep.schema import SCHEMA_COLUMNS, SchemaError, require_columns, validate_schema
+
+
+def test_demo_dataset_follows_schema():
+    ds = load_demo_dataset()
+    validate_schema(ds)
+    assert set(SCHEMA_COLUMNS) <= set(ds.column_names)
+    assert set(ds["dialect"]) == {d.label for d in DIALECTS}
+    samples, sr = decode_audio(ds[0]["audio"])
+    assert sr == 24_000 and samples.ndim == 1 and samples.dtype == np.float32
+    assert abs(len(samples) / sr - ds[0]["duration"]) < 0.01
+
+
+def test_fixture_has_each_kind_of_bad_file():
+    defects = {r["defect"] for r in read_manifest() if r["defect"]}
+    assert defects == {"truncated", "empty_text", "silence", "too_long", "missing"}
+
+
+def test_missing_column_error_lists_existing_columns():
+    with pytest.raises(SchemaError, match=r"missing column\(s\) \['speaker'\].*Available columns: \['audio', 'text'\]"):
+        require_columns(["audio", "text"], ["audio", "text", "speaker"])
+
+
+def test_wrong_sampling_rate_is_rejected():
+    from datasets import Audio
+
+    ds = load_demo_dataset(dialects=["it"]).cast_column("audio", Audio(sampling_rate=16_000))
+    with pytest.raises(SchemaError, match="16000 Hz but 24000 Hz"):
+        validate_schema(ds)
+
+
+def test_decode_accepts_every_cell_kind(tmp_path):
+    row = read_manifest()[0]
+    from_path, sr = decode_audio(row["audio_path"])
+    with open(row["audio_path"], "rb") as f:
+        from_bytes, _ = decode_audio({"bytes": f.read(), "path": None})
+    from_dict, _ = decode_audio({"array": from_path, "sampling_rate": sr})
+    np.testing.assert_allclose(from_path, from_bytes)
+    np.testing.assert_allclose(from_path, from_dict)
+    down, sr16 = decode_audio(row["audio_path"], target_sr=16_000)
+    assert sr16 == 16_000 and abs(len(down) - len(from_path) * 16 / 24) <= 2
+    stereo, _ = decode_audio((np.stack([from_path, np.zeros_like(from_path)]), sr))
+    np.testing.assert_allclose(stereo, from_path / 2, atol=1e-7)
+
+
+def test_decode_errors_name_the_file():
+    truncated = next(r for r in read_manifest() if r["defect"] == "truncated")["audio_path"]
+    missing = next(r for r in read_manifest() if r["defect"] == "missing")["audio_path"]
+    with pytest.raises(AudioDecodeError, match="bad_missing.flac"):
+        decode_audio(missing)
+    try:  # FFmpeg may decode the readable head of a truncated FLAC: then it must be shorter than declared
+        samples, sr = decode_audio(truncated)
+        assert len(samples) / sr < 0.5 * next(r for r in read_manifest() if r["defect"] == "truncated")["duration"]
+    except AudioDecodeError as err:
+        assert "bad_truncated.flac" in str(err)
+
+
+def test_levels():
+    sine = np.sin(np.linspace(0, 100, 24_000)).astype(np.float32) * 0.1
+    assert abs(float(np.abs(peak_normalize(sine, -1.0)).max()) - 10 ** (-1 / 20)) < 1e-4
+    assert rms_dbfs(np.zeros(10, np.float32)) == float("-inf")
+    assert abs(len(resample(sine, 24_000, 22_050)) - 22_050) <= 1
