@@ -65,3 +65,24 @@ def test_levels():
     assert abs(float(np.abs(peak_normalize(sine, -1.0)).max()) - 10 ** (-1 / 20)) < 1e-4
     assert rms_dbfs(np.zeros(10, np.float32)) == float("-inf")
     assert abs(len(resample(sine, 24_000, 22_050)) - 22_050) <= 1
+
+
+def test_load_prepared_demo_dataset_splits_every_dialect():
+    from data_prep.loading import load_prepared_dataset
+
+    data = load_prepared_dataset("demo", validation_fraction=0.2)
+    assert set(data["validation"]["dialect"]) == set(data["train"]["dialect"])
+    assert not set(data["validation"]["id"]) & set(data["train"]["id"])
+    central = [s for s, d in zip(data["validation"]["speaker"], data["validation"]["dialect"]) if d == "central"]
+    assert len(set(central)) == 2  # round-robin over the dialect's speakers
+    only = load_prepared_dataset("demo", dialects=["balear"])
+    assert set(only["train"]["dialect"]) == {"balear"}
+
+
+def test_load_prepared_dataset_from_disk(tmp_path):
+    from data_prep.loading import load_prepared_dataset
+
+    load_demo_dataset(languages=["it", "fr"]).save_to_disk(str(tmp_path / "ds"))
+    data = load_prepared_dataset(str(tmp_path / "ds"), sampling_rate=16_000)
+    assert data["train"].features["audio"].sampling_rate == 16_000
+    assert len(data["train"]) + len(data["validation"]) == 12
