@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 
@@ -352,8 +351,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None):
     args = make_parser().parse_args(argv)
+    if getattr(args, "push_to_hub", False) and not getattr(args, "repo_id", None):
+        raise SystemExit("--push_to_hub needs --repo_id (e.g. --repo_id your-name/catalan-tts)")
     return args.func(args)
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is None else 0)
+    main()

@@ -188,7 +188,7 @@ def export_manifest(corpus_dir=FIXTURE_DIR, out_dir="demo_manifest", name: str =
 
 
 def export_hf(corpus_dir=FIXTURE_DIR, out_dir="demo_hf") -> Path:
-    """A `save_to_disk` dataset with its own column names (file, sentence, client, accent, lang), as a
+    """A `save_to_disk` dataset with its own column names (utt_id, file, sentence, client, accent, lang), as a
     Hub dataset would have them: read it with from_hf and a column map."""
     from datasets import Audio, Dataset, Features, Value
 
@@ -197,10 +197,10 @@ def export_hf(corpus_dir=FIXTURE_DIR, out_dir="demo_hf") -> Path:
     audio = [{"bytes": Path(r["audio_path"]).read_bytes(), "path": Path(r["audio_path"]).name}
              if os.path.exists(r["audio_path"]) else None for r in rows]
     data = Dataset.from_dict({
-        "file": audio, "sentence": [r["text"] for r in rows],
+        "utt_id": [r["id"] for r in rows], "file": audio, "sentence": [r["text"] for r in rows],
         "client": [r["speaker"] for r in rows], "accent": [r["dialect"] for r in rows],
         "lang": [r["language"] for r in rows],
-    }, features=Features({"file": Audio(decode=False), "sentence": Value("string"), "client": Value("string"),
+    }, features=Features({"utt_id": Value("string"), "file": Audio(decode=False), "sentence": Value("string"), "client": Value("string"),
                           "accent": Value("string"), "lang": Value("string")}))
     data.save_to_disk(str(out_dir))
     return Path(out_dir)

@@ -424,8 +424,14 @@ def from_hf(
 
         raw_dialect = get("dialect", dialect)
         mapped = dialect_mapping.normalize(raw_dialect)
+        if "id" in column_map:
+            row_id = str(get("id"))
+        else:  # the audio file name when the cell has one (Hub datasets usually keep it), else the row number
+            cell = example[audio_column]
+            name = cell.get("path") if isinstance(cell, dict) else cell if isinstance(cell, str) else None
+            row_id = Path(name).stem if name else f"{Path(name_or_path).name}_{split}_{index}"
         out = {
-            "id": str(get("id") if "id" in column_map else f"{Path(name_or_path).name}_{split}_{index}"),
+            "id": row_id,
             "text": str(get("text") or ""), "speaker": str(get("speaker", speaker) or ""),
             "dialect": mapped or "", "language": str(get("language", language) or ""),
             "source": f"hf:{name_or_path}:{split}:{index}", "expected_duration": None,

@@ -1,0 +1,146 @@
+"""The `python -m data_prep` command line: --help of every command, each source end to end (dataset, report,
+card), `validate`/`report`, the `demo` data step, and the Hub push (mocked: tests never touch the network)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from data_prep.__main__ import main, make_parser
+
+REPO = Path(__file__).resolve().parent.parent
+COMMANDS = ["common-voice", "ljspeech", "folder", "manifest", "hf", "validate", "report", "export-demo",
+            "demo-corpus", "demo"]
+
+
+def test_module_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "data_prep", "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    for command in COMMANDS:
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        make_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"python -m data_prep {command}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from data_prep.exporters import export_all
+
+    out = tmp_path_factory.mktemp("cli_formats")
+    main(["export-demo", "--out", str(out), "--formats", "common_voice", "ljspeech", "folder", "manifest", "hf"])
+    return out
+
+
+def _source_args(name, exported):
+    return {
+        "common-voice": ["common-voice", "--path", str(exported / "common_voice" / "ca"), "--mapping",
+                         str(REPO / "data_prep/mappings/catalan_dialects.yaml"), "--vote_filter", "--license", "cc0-1.0"],
+        "ljspeech": ["ljspeech", "--path", str(exported / "ljspeech"), "--dialect", "central", "--speaker", "lj",
+                     "--language", "ca"],
+        "folder": ["folder", "--path", str(exported / "folder"), "--label_levels", "dialect/speaker",
+                   "--min_per_speaker", "3"],
+        "manifest": ["manifest", "--path", str(exported / "manifest" / "manifest.json"), "--min_per_speaker", "3"],
+        "hf": ["hf", "--name_or_path", str(exported / "hf"), "--column_map",
+               "id=utt_id,audio=file,text=sentence,speaker=client,dialect=accent,language=lang", "--min_per_speaker", "3"],
+    }[name]
+
+
+@pytest.mark.parametrize("source", ["common-voice", "ljspeech", "folder", "manifest", "hf"])
+def test_source_command_writes_dataset_report_and_card(source, exported, tmp_path, capsys):
+    from data_prep.loading import load_prepared_dataset
+
+    out = tmp_path / "out"
+    main(_source_args(source, exported) + ["--output_dir", str(out)])
+    printed = capsys.readouterr().out
+    assert "truncated" in printed and "Dataset:" in printed
+    data = load_prepared_dataset(str(out / "dataset"))
+    assert len(data["train"]) > 0 and len(data["validation"]) > 0
+    skips = json.loads((out / "report" / "skips.json").read_text())
+    for reason in ("truncated", "empty_text", "silence", "too_long", "missing"):
+        assert skips["counts"][reason] == 1
+    for png in ("durations.png", "dialects.png"):
+        assert (out / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    card = (out / "README.md").read_text()
+    assert "task_categories" in card and "## Skipped rows" in card and "| truncated | 1 |" in card
+
+
+def test_ljspeech_single_voice_warns_below_300_clips(exported, tmp_path):
+    out = tmp_path / "lj"
+    main(_source_args("ljspeech", exported) + ["--output_dir", str(out)])
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["speakers"] == 1
+    assert any("single voice" in w and "< 300" in w for w in report["warnings"])
+
+
+def test_demo_data_step(tmp_path, capsys):
+    from data_prep.loading import load_prepared_dataset
+
+    out = tmp_path / "demo"
+    main(["demo", "--out", str(out)])
+    printed = capsys.readouterr().out
+    data = load_prepared_dataset(str(out / "dataset"))
+    # the Common Voice round trip keeps every dialect, mapped from the varied spellings
+    assert set(data["train"]["dialect"]) == {"central", "balear", "valencia", "pt-br", "it", "fr", "es", "de"}
+    assert set(data["validation"]["dialect"]) == set(data["train"]["dialect"])
+    skips = json.loads((out / "report" / "skips.json").read_text())["counts"]
+    assert skips == {"votes": 1, "truncated": 1, "empty_text": 1, "silence": 1, "too_long": 1, "missing": 1}
+    assert (out / "report" / "dialects.png").exists() and (out / "report" / "durations.png").exists()
+    assert "pretraining: dialect 'balear'" in printed and "data step done" in printed
+
+    # validate / report read it back
+    main(["validate", str(out / "dataset")])
+    assert "schema OK" in capsys.readouterr().out
+    main(["report", str(out / "dataset"), "--out", str(tmp_path / "again")])
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert again["clips"] == len(data["train"]) + len(data["validation"])
+    assert again["skips"]["counts"]["votes"] == 1  # picked up from DATASET/../report/skips.json
+
+
+def test_dataset_card_and_mocked_push(demo_corpus_dir):
+    from datasets import DatasetDict
+
+    from data_prep.card import make_dataset_card, push_dataset_to_hub
+    from data_prep.processing import ProcessingConfig, prepare
+    from data_prep.sources import from_manifest
+
+    prepared = prepare(from_manifest(demo_corpus_dir / "manifest.jsonl"), ProcessingConfig(min_per_speaker=3))
+    card = make_dataset_card(prepared.dataset, sources=prepared.sources, processing=prepared.config.to_dict(),
+                             skips=prepared.skips, license="cc-by-4.0", repo_id="someone/demo-tts")
+    assert card.data.license == "cc-by-4.0"
+    assert card.data.task_categories == ["text-to-speech"]
+    assert set(card.data.language) == {"ca", "pt-br", "it", "fr", "es", "de"}
+    text = str(card)
+    for expected in ("## Sources", "manifest.jsonl", "`min_duration`: 1.0", "`max_per_speaker`: 50",
+                     "| balear | 10 |", "| too_long | 1 |", "60 clips"):
+        assert expected in text, expected
+
+    calls = []
+    with mock.patch("huggingface_hub.HfApi") as api, \
+            mock.patch.object(type(card), "push_to_hub", autospec=True,
+                              side_effect=lambda self, *a, **k: calls.append(("card", a, k))), \
+            mock.patch.object(DatasetDict, "push_to_hub", autospec=True,
+                              side_effect=lambda self, *a, **k: calls.append(("data", a, k))):
+        api.return_value.create_repo.return_value = "https://huggingface.co/datasets/someone/demo-tts"
+        url = push_dataset_to_hub(prepared.dataset, "someone/demo-tts", card, private=True, config_name="ca")
+    api.return_value.create_repo.assert_called_once_with("someone/demo-tts", repo_type="dataset", private=True,
+                                                         exist_ok=True)
+    # card first so the data push keeps its text and only adds dataset_info
+    assert [c[0] for c in calls] == ["card", "data"]
+    assert calls[0][1] == ("someone/demo-tts",) and calls[0][2]["repo_type"] == "dataset"
+    assert calls[1][2]["config_name"] == "ca" and calls[1][2]["private"] is True
+    assert url.endswith("someone/demo-tts")
+
+
+def test_push_flag_needs_repo_id(exported, tmp_path):
+    with pytest.raises(SystemExit, match="--repo_id"):
+        main(_source_args("ljspeech", exported) + ["--output_dir", str(tmp_path / "x"), "--push_to_hub"])
