@@ -89,27 +89,11 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
 
 def finish(prepared, args) -> dict:
     """Save, report, card, optional push; prints the human summary. Returns the report dict."""
-    from data_prep.card import make_dataset_card, push_dataset_to_hub
-    from data_prep.report import write_report
+    from data_prep.outputs import write_outputs
 
-    if args.push_to_hub and not args.repo_id:
-        raise SystemExit("--push_to_hub needs --repo_id (e.g. --repo_id your-name/catalan-tts)")
-    out = Path(args.output_dir)
-    dataset_dir = out / "dataset"
-    prepared.dataset.save_to_disk(str(dataset_dir))
-    report = write_report(prepared.dataset, out / "report", prepared.skips, purpose=args.purpose,
-                          extra={"sources": prepared.sources, "processing": prepared.config.to_dict()})
-    card = make_dataset_card(prepared.dataset, sources=prepared.sources, processing=prepared.config.to_dict(),
-                             skips=prepared.skips, license=args.license, pretty_name=args.pretty_name,
-                             repo_id=args.repo_id)
-    card.save(str(out / "README.md"))
-    print(report["summary"])
-    print(f"\nDataset: {dataset_dir}  (recipes: `dataset: {dataset_dir}`)\nReport:  {out / 'report'}\nCard:    {out / 'README.md'}")
-    if args.push_to_hub:
-        url = push_dataset_to_hub(prepared.dataset, args.repo_id, card, private=args.private,
-                                  config_name=args.hub_config_name)
-        print(f"Pushed to {url}")
-    return report
+    return write_outputs(prepared, args.output_dir, purpose=args.purpose, license=args.license,
+                         pretty_name=args.pretty_name, repo_id=args.repo_id, push_to_hub=args.push_to_hub,
+                         private=args.private, hub_config_name=args.hub_config_name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,9 +216,9 @@ def cmd_demo(args):
     print(f"exported the demo corpus as a Common Voice release: {cv_root} (locales {locales})")
     sources = [from_common_voice(cv_root / locale, mapping=CATALAN_DIALECTS, vote_filter=True) for locale in locales]
     prepared = prepare(sources, processing_config(args))
-    args.output_dir = str(out)
-    args.push_to_hub, args.repo_id, args.license, args.pretty_name = False, None, "cc0-1.0", "tts-recipes demo corpus"
-    finish(prepared, args)
+    from data_prep.outputs import write_outputs
+
+    write_outputs(prepared, out, license="cc0-1.0", pretty_name="tts-recipes demo corpus")
     print(f"\ndata step done in {time.time() - start:.1f} s")
 
 

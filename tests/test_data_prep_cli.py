@@ -34,8 +34,6 @@ def test_command_help(command, capsys):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from data_prep.exporters import export_all
-
     out = tmp_path_factory.mktemp("cli_formats")
     main(["export-demo", "--out", str(out), "--formats", "common_voice", "ljspeech", "folder", "manifest", "hf"])
     return out
