@@ -58,6 +58,8 @@ def add_processing_args(parser: argparse.ArgumentParser) -> None:
                    help="hold out whole speakers (per dialect) instead of clips of every speaker")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num_proc", type=int, default=None, help="processes for decoding/resampling")
+    g.add_argument("--cache_dir", default=None,
+                   help="scratch folder for processed audio (default: OUTPUT_DIR/cache, removed at the end)")
 
 
 def processing_config(args):
@@ -70,6 +72,7 @@ def processing_config(args):
         max_chars_per_second=args.max_chars_per_second, min_per_speaker=args.min_per_speaker,
         max_per_speaker=args.max_per_speaker or None, validation_fraction=args.validation_fraction,
         speaker_disjoint_validation=args.speaker_disjoint_validation, seed=args.seed, num_proc=args.num_proc,
+        cache_dir=args.cache_dir or (os.path.join(args.output_dir, "cache") if getattr(args, "output_dir", None) else None),
     )
 
 
@@ -91,9 +94,19 @@ def finish(prepared, args) -> dict:
     """Save, report, card, optional push; prints the human summary. Returns the report dict."""
     from data_prep.outputs import write_outputs
 
-    return write_outputs(prepared, args.output_dir, purpose=args.purpose, license=args.license,
-                         pretty_name=args.pretty_name, repo_id=args.repo_id, push_to_hub=args.push_to_hub,
-                         private=args.private, hub_config_name=args.hub_config_name)
+    report = write_outputs(prepared, args.output_dir, purpose=args.purpose, license=args.license,
+                           pretty_name=args.pretty_name, repo_id=args.repo_id, push_to_hub=args.push_to_hub,
+                           private=args.private, hub_config_name=args.hub_config_name)
+    _remove_default_cache(args)
+    return report
+
+
+def _remove_default_cache(args) -> None:
+    """The scratch cache is only needed until save_to_disk has copied the data."""
+    import shutil
+
+    if not args.cache_dir and getattr(args, "output_dir", None):
+        shutil.rmtree(os.path.join(args.output_dir, "cache"), ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------

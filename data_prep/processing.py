@@ -46,6 +46,9 @@ class ProcessingConfig:
     seed: int = 0
     num_proc: int | None = None
     truncation_tolerance_s: float = 0.25
+    # where decoded clips are written while processing; None keeps them in memory (fine for small corpora,
+    # set a folder for anything large: re-encoded audio of hundreds of hours does not fit in RAM)
+    cache_dir: str | None = None
 
     def __post_init__(self):
         if self.normalize not in NORMALIZATIONS:
@@ -318,8 +321,14 @@ def process_rows(raw, cfg: ProcessingConfig):
         dup = set(duplicate_rows)
         raw = raw.select([i for i in range(len(raw)) if i not in dup])
 
+    cache_file = None
+    if cfg.cache_dir:
+        import uuid
+
+        os.makedirs(cfg.cache_dir, exist_ok=True)
+        cache_file = os.path.join(cfg.cache_dir, f"processed-{uuid.uuid4().hex}.arrow")
     processed = raw.map(_process_example, fn_kwargs={"cfg": cfg}, num_proc=cfg.num_proc,
-                        desc="decode, check, resample")
+                        cache_file_name=cache_file, desc="decode, check, resample")
     reasons = processed["skip_reason"]
     rejected = [i for i, r in enumerate(reasons) if r]
     if rejected:

@@ -656,11 +656,18 @@ def _add_build_args(p):
 
 
 def _run_build(args, tcfg=None):
-    from data_prep.__main__ import processing_config
+    from data_prep.__main__ import _remove_default_cache, processing_config
 
+    try:
+        return _build_from_args(args, tcfg, processing_config(args))
+    finally:
+        _remove_default_cache(args)
+
+
+def _build_from_args(args, tcfg, processing):
     return build(args.work_dir, args.output_dir, dialect=args.dialect, language=args.language,
                  speaker_rule=args.speaker_rule, ljspeech=not args.no_ljspeech, dataset=not args.no_dataset,
-                 processing=processing_config(args), transcribe_cfg=tcfg, purpose=args.purpose, license=args.license,
+                 processing=processing, transcribe_cfg=tcfg, purpose=args.purpose, license=args.license,
                  pretty_name=args.pretty_name, repo_id=args.repo_id, push_to_hub=args.push_to_hub,
                  private=args.private, hub_config_name=args.hub_config_name)
 

@@ -68,6 +68,7 @@ def test_source_command_writes_dataset_report_and_card(source, exported, tmp_pat
         assert skips["counts"][reason] == 1
     for png in ("durations.png", "dialects.png"):
         assert (out / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "cache").exists()  # the processing scratch space is removed once saved
     card = (out / "README.md").read_text()
     assert "task_categories" in card and "## Skipped rows" in card and "| truncated | 1 |" in card
 
