@@ -337,3 +337,17 @@ def test_recordings_command_help(command, capsys):
         make_parser().parse_args([command, "--help"])
     assert exit_info.value.code == 0
     assert f"python -m data_prep {command}" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+def test_transcribe_batch_in_float16_on_gpu(demo_corpus_dir):
+    import torch
+
+    from data_prep.recordings import WHISPER_SAMPLING_RATE, transcribe_batch
+
+    model, processor = tiny_whisper()
+    model = model.to("cuda", dtype=torch.float16)
+    audios = [decode_audio(demo_corpus_dir / "clips" / f"{c}.flac", target_sr=WHISPER_SAMPLING_RATE)[0] for c in CLIPS[:4]]
+    results = transcribe_batch(model, processor, audios, TranscribeConfig(language="ca", max_new_tokens=6))
+    assert len(results) == 4
+    assert all(np.isfinite(r["avg_logprob"]) and 0 <= r["no_speech_prob"] <= 1 for r in results)
