@@ -174,7 +174,10 @@ def cmd_validate(args):
     elif os.path.isdir(args.dataset):
         data = load_from_disk(args.dataset)
     else:
-        data = load_dataset(args.dataset)
+        from recipes.common import explain_hub_errors
+
+        with explain_hub_errors(f"dataset {args.dataset!r}", "python -m data_prep validate demo"):
+            data = load_dataset(args.dataset)
     validate_schema(data, args.sampling_rate, what=args.dataset)
     splits = dict(data.items()) if isinstance(data, DatasetDict) else {"all": data}
     for split, ds in splits.items():

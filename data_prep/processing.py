@@ -144,7 +144,9 @@ def declared_length(source) -> tuple[int, int] | None:
     wav_frames = _riff_declared_frames(head)
     if wav_frames is not None:
         return wav_frames, int(info.samplerate)
-    if info.frames and info.frames > 0 and info.format in ("FLAC", "MPEG", "OGG"):
+    if info.format == "MPEG" and not any(tag in head for tag in (b"Xing", b"Info", b"VBRI")):
+        return None  # without a Xing/Info/VBRI header libsndfile only estimates an MP3's length from its size
+    if info.frames and info.frames > 0 and info.format in ("FLAC", "MPEG"):
         return int(info.frames), int(info.samplerate)
     return None
 

@@ -147,9 +147,30 @@ def summary_text(stats: dict, warnings: list[str], skips: SkipReport | None = No
     return "\n".join(lines)
 
 
+def write_samples(dataset, out_dir: str | os.PathLike, per_dialect: int = 1) -> list[str]:
+    """A few processed clips per dialect as WAVs (samples/<dialect>_<id>.wav), to listen to what was kept."""
+    from data_prep.audio import decode_audio, write_audio
+
+    data = _splits(dataset)
+    ds = data.get("train") or next(iter(data.values()))
+    taken: dict[str, int] = {}
+    rows = []
+    for index, dialect in enumerate(ds["dialect"]):
+        if taken.get(dialect, 0) < per_dialect:
+            taken[dialect] = taken.get(dialect, 0) + 1
+            rows.append(index)
+    written = []
+    for row in ds.select(rows):
+        samples, sr = decode_audio(row["audio"])
+        path = Path(out_dir) / "samples" / f"{row['dialect']}_{row['id']}.wav"
+        write_audio(path, samples, sr)
+        written.append(str(path))
+    return written
+
+
 def write_report(dataset, out_dir: str | os.PathLike, skips: SkipReport | None = None, purpose: str = "auto",
-                 extra: dict | None = None) -> dict:
-    """Write report.json, report.txt, skips.json, durations.png and dialects.png into `out_dir`.
+                 extra: dict | None = None, samples_per_dialect: int = 1) -> dict:
+    """Write report.json, report.txt, skips.json, durations.png, dialects.png and samples/*.wav into `out_dir`.
 
     Returns the report dict (with `summary`, the human-readable text, and `files`).
     """
@@ -165,7 +186,9 @@ def write_report(dataset, out_dir: str | os.PathLike, skips: SkipReport | None =
     if skips is not None:
         files["skips"] = out / "skips.json"
         skips.write(files["skips"])
+    samples = write_samples(dataset, out, samples_per_dialect) if samples_per_dialect > 0 and stats["clips"] else []
     report = {k: v for k, v in stats.items() if k != "durations"}
+    report["samples"] = samples
     report["warnings"] = warnings
     report["skips"] = skips.to_dict() if skips is not None else None
     report.update(extra or {})

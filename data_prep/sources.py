@@ -390,7 +390,10 @@ def from_hf(
                 raise ValueError(f"{name_or_path}: no split {split!r}; available splits: {list(data)}")
             data = data[split]
     else:
-        data = load_dataset(name_or_path, config_name, split=split, revision=revision)
+        from recipes.common import explain_hub_errors
+
+        with explain_hub_errors(f"dataset {name_or_path!r}", "python -m data_prep demo --out outputs/demo"):
+            data = load_dataset(name_or_path, config_name, split=split, revision=revision)
 
     column_map = dict(column_map or {})
     available = list(data.column_names)

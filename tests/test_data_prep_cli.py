@@ -88,6 +88,8 @@ def test_demo_data_step(tmp_path, capsys):
     skips = json.loads((out / "report" / "skips.json").read_text())["counts"]
     assert skips == {"votes": 1, "truncated": 1, "empty_text": 1, "silence": 1, "too_long": 1, "missing": 1}
     assert (out / "report" / "dialects.png").exists() and (out / "report" / "durations.png").exists()
+    samples = sorted(p.name for p in (out / "report" / "samples").glob("*.wav"))
+    assert len(samples) == 8 and any(name.startswith("valencia_") for name in samples)  # one to listen to per dialect
     assert "pretraining: dialect 'balear'" in printed and "data step done" in printed
 
     # validate / report read it back
@@ -132,6 +134,11 @@ def test_dataset_card_and_mocked_push(demo_corpus_dir):
     assert calls[0][1] == ("someone/demo-tts",) and calls[0][2]["repo_type"] == "dataset"
     assert calls[1][2]["config_name"] == "ca" and calls[1][2]["private"] is True
     assert url.endswith("someone/demo-tts")
+
+
+def test_hub_dataset_offline_explains(capsys):
+    with pytest.raises(SystemExit, match="Could not load dataset 'someone/not-cached'"):
+        main(["hf", "--name_or_path", "someone/not-cached", "--dialect", "ca", "--output_dir", "unused"])
 
 
 def test_push_flag_needs_repo_id(exported, tmp_path):
