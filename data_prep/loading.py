@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from data_prep.schema import DEFAULT_SAMPLING_RATE, validate_schema
+from data_prep.split import split_train_validation  # noqa: F401  (re-exported: recipes import it from here)
 
 DEMO = "demo"
 
@@ -66,33 +67,3 @@ def load_prepared_dataset(
     data = DatasetDict({k: v.cast_column("audio", Audio(sampling_rate=sampling_rate)) for k, v in data.items()})
     validate_schema(data, sampling_rate, what=name_or_path)
     return data
-
-
-def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int = 0):
-    """Split so the validation set holds clips of several speakers from every dialect.
-
-    Takes `validation_fraction` of each dialect's clips (at least one per dialect when the dialect has
-    two or more clips), drawn round-robin across that dialect's speakers.
-    """
-    import random
-
-    from datasets import DatasetDict
-
-    rng = random.Random(seed)
-    by_dialect: dict[str, dict[str, list[int]]] = {}
-    for index, (dialect, speaker) in enumerate(zip(dataset["dialect"], dataset["speaker"])):
-        by_dialect.setdefault(dialect, {}).setdefault(speaker, []).append(index)
-    validation: list[int] = []
-    for speakers in by_dialect.values():
-        n_clips = sum(len(v) for v in speakers.values())
-        n_take = max(1, round(n_clips * validation_fraction)) if n_clips >= 2 else 0
-        pools = [rng.sample(v, len(v)) for _, v in sorted(speakers.items())]
-        rng.shuffle(pools)
-        while n_take > 0 and any(pools):
-            for pool in pools:
-                if pool and n_take > 0:
-                    validation.append(pool.pop())
-                    n_take -= 1
-    validation_set = set(validation)
-    train = [i for i in range(len(dataset)) if i not in validation_set]
-    return DatasetDict({"train": dataset.select(train), "validation": dataset.select(sorted(validation))})

@@ -1,0 +1,380 @@
+"""Processing: raw source rows -> schema dataset, with every rejected row counted in a skip report.
+
+Per row (in `datasets.map`, so with progress bars and `num_proc`): text checks, decode, channel check,
+truncation check (header-declared or source-declared length vs decoded length), duration window,
+silence, text/audio plausibility, then mono, resample, optional peak/loudness normalisation and a
+FLAC re-encode at the target rate. Then speaker balancing per dialect and the train/validation split.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import struct
+import unicodedata
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from data_prep.audio import AudioDecodeError, decode_audio, peak_normalize, resample, rms_dbfs, to_mono
+from data_prep.schema import DEFAULT_SAMPLING_RATE, schema_features
+from data_prep.skips import SkipReport
+from data_prep.sources import PRE_SKIP_COLUMN, PRE_SKIP_DETAIL_COLUMN, SourceResult
+
+NORMALIZATIONS = ("none", "peak", "loudness")
+
+
+@dataclass
+class ProcessingConfig:
+    """Everything `prepare` does to a source, in one place (also written to the dataset card)."""
+
+    sampling_rate: int = DEFAULT_SAMPLING_RATE
+    min_duration: float = 1.0
+    max_duration: float = 15.0
+    normalize: str = "none"  # none | peak | loudness (RMS level, see loudness_dbfs)
+    peak_dbfs: float = -1.0
+    loudness_dbfs: float = -23.0
+    silence_dbfs: float = -50.0  # whole-clip RMS below this is "silence"
+    allowed_channels: tuple[int, ...] = (1, 2)
+    max_chars_per_second: float = 30.0  # more text than anyone can say in the clip: wrong transcript
+    min_per_speaker: int = 5
+    max_per_speaker: int | None = 50
+    validation_fraction: float = 0.1
+    speaker_disjoint_validation: bool = False
+    seed: int = 0
+    num_proc: int | None = None
+    truncation_tolerance_s: float = 0.25
+    # where decoded clips are written while processing; None keeps them in memory (fine for small corpora,
+    # set a folder for anything large: re-encoded audio of hundreds of hours does not fit in RAM)
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        if not 0 <= self.min_duration < self.max_duration:
+            raise ValueError(f"need 0 <= min_duration < max_duration, got {self.min_duration}, {self.max_duration}")
+        if self.max_per_speaker is not None and self.max_per_speaker < max(1, self.min_per_speaker):
+            raise ValueError(f"max_per_speaker ({self.max_per_speaker}) must be >= min_per_speaker ({self.min_per_speaker})")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        self.allowed_channels = tuple(int(c) for c in self.allowed_channels)
+        if self.num_proc is not None and self.num_proc < 2:
+            self.num_proc = None  # datasets runs in-process for None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PreparedData:
+    dataset: object  # DatasetDict(train, validation)
+    skips: SkipReport
+    config: ProcessingConfig
+    sources: list[dict] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------
+# Row checks
+# ----------------------------------------------------------------------------------------------
+
+_MARKUP = re.compile(r"<[^>]{1,40}>|https?://|\{\{|\[\[")
+
+
+def clean_text(text: str | None) -> str:
+    """NFC, single spaces, no control characters."""
+    text = unicodedata.normalize("NFC", text or "")
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    return " ".join(text.split())
+
+
+def text_problem(text: str) -> tuple[str, str] | None:
+    """(reason, detail) when a transcript is unusable for TTS, else None."""
+    if not text:
+        return "empty_text", "transcript is empty"
+    if "\ufffd" in text:
+        return "garbage_text", "transcript contains U+FFFD (broken encoding)"
+    visible = [ch for ch in text if not ch.isspace()]
+    letters = sum(ch.isalpha() for ch in visible)
+    if letters == 0:
+        return "garbage_text", f"no letters in {text[:60]!r}"
+    if letters / len(visible) < 0.5:
+        return "garbage_text", f"mostly symbols/digits: {text[:60]!r}"
+    if _MARKUP.search(text):
+        return "garbage_text", f"markup or URL in {text[:60]!r}"
+    return None
+
+
+def _riff_declared_frames(head: bytes) -> int | None:
+    """Frames a WAV header declares (its data chunk size), which survives truncation of the file."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, block_align = 12, None
+    while offset + 8 <= len(head):
+        chunk_id, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
+        if chunk_id == b"fmt " and offset + 22 <= len(head):
+            channels = struct.unpack("<H", head[offset + 10:offset + 12])[0]
+            bits = struct.unpack("<H", head[offset + 22:offset + 24])[0] if offset + 24 <= len(head) else 16
+            block_align = max(1, channels * bits // 8)
+        if chunk_id == b"data":
+            return size // block_align if block_align and size < 0xFFFFFFF0 else None
+        offset += 8 + size + (size & 1)
+    return None
+
+
+def declared_length(source) -> tuple[int, int] | None:
+    """(frames, sampling_rate) that the file's header declares, or None when it declares nothing reliable.
+
+    FLAC STREAMINFO and MP3 Xing/LAME headers hold the total length (read through soundfile); for WAV the
+    data chunk size is parsed directly because libsndfile reports what is actually present.
+    """
+    import soundfile as sf
+
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            head, handle = bytes(source[:4096]), io.BytesIO(source)
+        else:
+            with open(source, "rb") as f:
+                head = f.read(4096)
+            handle = source
+        info = sf.info(handle)
+    except Exception:
+        return None
+    wav_frames = _riff_declared_frames(head)
+    if wav_frames is not None:
+        return wav_frames, int(info.samplerate)
+    if info.format == "MPEG" and not any(tag in head for tag in (b"Xing", b"Info", b"VBRI")):
+        return None  # without a Xing/Info/VBRI header libsndfile only estimates an MP3's length from its size
+    if info.frames and info.frames > 0 and info.format in ("FLAC", "MPEG"):
+        return int(info.frames), int(info.samplerate)
+    return None
+
+
+def _cell_source(cell):
+    """What decode/inspect should read: a path or bytes (None for in-memory arrays)."""
+    if isinstance(cell, str):
+        return cell
+    if isinstance(cell, dict):
+        return cell.get("bytes") or cell.get("path")
+    return None
+
+
+def _cell_name(cell) -> str:
+    if cell is None:
+        return "<array>"
+    if isinstance(cell, str):
+        return cell
+    if isinstance(cell, dict):
+        return str(cell.get("path") or "<bytes>")
+    return "<array>"
+
+
+def check_and_process_audio(cell, cfg: ProcessingConfig, expected_duration: float | None = None):
+    """Decode and check one clip. Returns (samples at cfg.sampling_rate, None) or (None, (reason, detail))."""
+    if cell is None:
+        return None, ("missing", "the row has no audio")
+    source = _cell_source(cell)
+    if isinstance(source, str) and not os.path.exists(source):
+        return None, ("missing", f"audio file not found: {source}")
+    header = declared_length(source) if source is not None else None
+    try:
+        channels_first, sr = decode_audio(cell, mono=False)
+    except AudioDecodeError as err:
+        if header is not None:
+            return None, ("truncated", f"header declares {header[0] / header[1]:.2f} s but the audio data cannot be "
+                                       f"decoded (cut short or corrupt): {err}")
+        return None, ("unreadable", str(err))
+    except Exception as err:  # any decoder failure is this file's problem, not the run's
+        return None, ("unreadable", f"{type(err).__name__}: {err}")
+    n_channels, n_frames = channels_first.shape
+    if n_frames == 0:
+        return None, ("unreadable", "decoded zero samples")
+    if n_channels not in cfg.allowed_channels:
+        return None, ("wrong_channels", f"{n_channels} channels; allowed: {list(cfg.allowed_channels)}")
+    duration = n_frames / sr
+    if header is not None:
+        declared_s = header[0] / header[1]
+        if declared_s - duration > max(cfg.truncation_tolerance_s, 0.02 * declared_s):
+            return None, ("truncated", f"header declares {declared_s:.2f} s, only {duration:.2f} s decodes")
+    if expected_duration is not None and not math.isnan(expected_duration) and expected_duration > 0:
+        if expected_duration - duration > max(cfg.truncation_tolerance_s, 0.02 * expected_duration):
+            return None, ("truncated", f"source declares {expected_duration:.2f} s, only {duration:.2f} s decodes")
+    if duration < cfg.min_duration:
+        return None, ("too_short", f"{duration:.2f} s < min_duration {cfg.min_duration} s")
+    if duration > cfg.max_duration:
+        return None, ("too_long", f"{duration:.2f} s > max_duration {cfg.max_duration} s")
+    samples = to_mono(channels_first)
+    level = rms_dbfs(samples)
+    if level < cfg.silence_dbfs:
+        return None, ("silence", f"RMS {level:.1f} dBFS < silence threshold {cfg.silence_dbfs} dBFS")
+    samples = resample(samples, sr, cfg.sampling_rate)
+    if cfg.normalize == "peak":
+        samples = peak_normalize(samples, cfg.peak_dbfs)
+    elif cfg.normalize == "loudness":
+        samples = loudness_normalize(samples, cfg.loudness_dbfs, cfg.peak_dbfs)
+    return samples, None
+
+
+def loudness_normalize(samples: np.ndarray, target_dbfs: float = -23.0, peak_ceiling_dbfs: float = -1.0) -> np.ndarray:
+    """Scale to an RMS level of `target_dbfs`, then pull the gain back if the peak would pass the ceiling."""
+    level = rms_dbfs(samples)
+    if not np.isfinite(level):
+        return samples
+    gain = 10 ** ((target_dbfs - level) / 20)
+    peak = float(np.max(np.abs(samples))) * gain
+    ceiling = 10 ** (peak_ceiling_dbfs / 20)
+    if peak > ceiling:
+        gain *= ceiling / peak
+    return (samples * gain).astype(np.float32)
+
+
+def encode_flac(samples: np.ndarray, sampling_rate: int) -> bytes:
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(samples, -1.0, 1.0), sampling_rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _process_example(example: dict, cfg: ProcessingConfig) -> dict:
+    out = {"processed_audio": None, "duration": 0.0, "skip_reason": "", "skip_detail": ""}
+    text = clean_text(example["text"])
+    out["text"] = text
+    if example.get(PRE_SKIP_COLUMN):
+        out["skip_reason"], out["skip_detail"] = example[PRE_SKIP_COLUMN], example.get(PRE_SKIP_DETAIL_COLUMN) or ""
+        return out
+    problem = text_problem(text)
+    if problem is None and not (example.get("speaker") or "").strip():
+        problem = ("no_speaker", "empty speaker label")
+    if problem is None and not (example.get("dialect") or "").strip():
+        problem = ("no_dialect_label", "empty dialect label")
+    if problem is not None:
+        out["skip_reason"], out["skip_detail"] = problem
+        return out
+    samples, problem = check_and_process_audio(example["audio"], cfg, example.get("expected_duration"))
+    if problem is not None:
+        out["skip_reason"], out["skip_detail"] = problem
+        return out
+    duration = len(samples) / cfg.sampling_rate
+    if len(text) / duration > cfg.max_chars_per_second:
+        out["skip_reason"] = "text_audio_mismatch"
+        out["skip_detail"] = f"{len(text)} characters in {duration:.2f} s (> {cfg.max_chars_per_second}/s)"
+        return out
+    out["processed_audio"] = encode_flac(samples, cfg.sampling_rate)
+    out["duration"] = round(duration, 4)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Balancing
+# ----------------------------------------------------------------------------------------------
+
+def balance_speakers(dataset, min_per_speaker: int = 5, max_per_speaker: int | None = 50, seed: int = 0):
+    """Per dialect, drop speakers with fewer than `min_per_speaker` clips and subsample (seeded) those over
+    `max_per_speaker`. Returns (dataset, SkipReport of the removed rows, stage "balance")."""
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, (dialect, speaker) in enumerate(zip(dataset["dialect"], dataset["speaker"])):
+        groups.setdefault((dialect, speaker), []).append(index)
+    ids, sources = dataset["id"], dataset["source"] if "source" in dataset.column_names else dataset["id"]
+    keep: list[int] = []
+    skips = SkipReport()
+    for (dialect, speaker), indices in sorted(groups.items()):
+        if len(indices) < min_per_speaker:
+            for i in indices:
+                skips.add(ids[i], sources[i], "speaker_below_min_clips",
+                          f"speaker {speaker} ({dialect}) has {len(indices)} clip(s) < min_per_speaker {min_per_speaker}",
+                          "balance")
+            continue
+        if max_per_speaker is not None and len(indices) > max_per_speaker:
+            chosen = set(rng.choice(len(indices), size=max_per_speaker, replace=False).tolist())
+            for j, i in enumerate(indices):
+                if j in chosen:
+                    keep.append(i)
+                else:
+                    skips.add(ids[i], sources[i], "speaker_over_max_clips",
+                              f"speaker {speaker} ({dialect}) subsampled to max_per_speaker {max_per_speaker}", "balance")
+            continue
+        keep.extend(indices)
+    return dataset.select(sorted(keep)), skips
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipeline
+# ----------------------------------------------------------------------------------------------
+
+def process_rows(raw, cfg: ProcessingConfig):
+    """Decode/check/resample every raw row. Returns (schema Dataset of kept rows, SkipReport stage "filter")."""
+    from datasets import Audio
+
+    skips = SkipReport()
+    # duplicate ids would collide in the dataset and in LJSpeech exports: count all but the first
+    first_seen: set[str] = set()
+    duplicate_rows: list[int] = []
+    for index, clip_id in enumerate(raw["id"]):
+        if clip_id in first_seen:
+            duplicate_rows.append(index)
+        first_seen.add(clip_id)
+    if duplicate_rows:
+        duplicates = raw.select(duplicate_rows)
+        for clip_id, source in zip(duplicates["id"], duplicates["source"]):
+            skips.add(clip_id, source, "duplicate_id", "another row already has this id")
+        dup = set(duplicate_rows)
+        raw = raw.select([i for i in range(len(raw)) if i not in dup])
+
+    cache_file = None
+    if cfg.cache_dir:
+        import uuid
+
+        os.makedirs(cfg.cache_dir, exist_ok=True)
+        cache_file = os.path.join(cfg.cache_dir, f"processed-{uuid.uuid4().hex}.arrow")
+    processed = raw.map(_process_example, fn_kwargs={"cfg": cfg}, num_proc=cfg.num_proc,
+                        cache_file_name=cache_file, desc="decode, check, resample")
+    reasons = processed["skip_reason"]
+    rejected = [i for i, r in enumerate(reasons) if r]
+    if rejected:
+        bad = processed.select(rejected).select_columns(["id", "audio", "source", "skip_reason", "skip_detail"])
+        audio_column = bad["audio"]
+        for row_id, audio, source, reason, detail in zip(bad["id"], audio_column, bad["source"], bad["skip_reason"],
+                                                         bad["skip_detail"]):
+            name = _cell_name(audio)
+            skips.add(row_id, name if name not in ("<array>", "<bytes>") else source, reason, detail)
+    kept = processed.select([i for i, r in enumerate(reasons) if not r])
+    drop = [c for c in kept.column_names if c not in ("id", "processed_audio", "text", "speaker", "dialect",
+                                                     "language", "duration", "source")]
+    kept = kept.remove_columns(drop).rename_column("processed_audio", "audio")
+    features = schema_features(cfg.sampling_rate)
+    features["source"] = raw.features["source"]
+    kept = kept.cast(features)
+    return kept.cast_column("audio", Audio(sampling_rate=cfg.sampling_rate)), skips
+
+
+def prepare(sources: SourceResult | list[SourceResult], cfg: ProcessingConfig | None = None) -> PreparedData:
+    """Sources -> DatasetDict(train, validation) in the schema, plus the full skip report."""
+    from datasets import concatenate_datasets
+
+    cfg = cfg or ProcessingConfig()
+    sources = [sources] if isinstance(sources, SourceResult) else list(sources)
+    skips = SkipReport()
+    kept_parts = []
+    for source in sources:
+        skips.extend(source.skips)
+        raw = source.dataset
+        if len(raw) == 0:
+            continue
+        kept, filter_skips = process_rows(raw, cfg)
+        skips.extend(filter_skips)
+        kept_parts.append(kept)
+    if not kept_parts or sum(len(p) for p in kept_parts) == 0:
+        raise ValueError("no usable rows: every row was skipped.\n" + skips.summary())
+    dataset = concatenate_datasets(kept_parts) if len(kept_parts) > 1 else kept_parts[0]
+    dataset, balance_skips = balance_speakers(dataset, cfg.min_per_speaker, cfg.max_per_speaker, cfg.seed)
+    skips.extend(balance_skips)
+    if len(dataset) == 0:
+        raise ValueError(f"no rows left after speaker balancing (min_per_speaker={cfg.min_per_speaker}); "
+                         "lower --min_per_speaker.\n" + skips.summary())
+    from data_prep.split import split_train_validation
+
+    splits = split_train_validation(dataset, cfg.validation_fraction, cfg.seed, cfg.speaker_disjoint_validation)
+    return PreparedData(splits, skips, cfg, [s.description for s in sources])

@@ -1,0 +1,55 @@
+"""Train/validation split that covers every dialect with several speakers."""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+
+def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int = 0, speaker_disjoint: bool = False):
+    """Split so the validation set holds clips of several speakers from every dialect.
+
+    Default: `validation_fraction` of each dialect's clips (at least one when the dialect has two or more
+    clips), drawn round-robin across that dialect's speakers, so validation never collapses onto one voice.
+    `speaker_disjoint=True` instead holds out whole speakers per dialect (about `validation_fraction` of its
+    clips, at least one speaker) so validation measures unseen voices; a dialect with a single speaker cannot
+    be held out that way and stays in train (a warning says so).
+    """
+    from datasets import DatasetDict
+
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    rng = random.Random(seed)
+    by_dialect: dict[str, dict[str, list[int]]] = {}
+    for index, (dialect, speaker) in enumerate(zip(dataset["dialect"], dataset["speaker"])):
+        by_dialect.setdefault(dialect, {}).setdefault(speaker, []).append(index)
+
+    validation: list[int] = []
+    for dialect, speakers in sorted(by_dialect.items()):
+        n_clips = sum(len(v) for v in speakers.values())
+        if speaker_disjoint:
+            if len(speakers) < 2:
+                warnings.warn(f"dialect {dialect!r} has one speaker: it cannot be in a speaker-disjoint validation set")
+                continue
+            order = sorted(speakers)
+            rng.shuffle(order)
+            held, n_held = [], 0
+            for speaker in order[:-1]:  # always leave a speaker of the dialect in train
+                if held and n_held >= validation_fraction * n_clips:
+                    break
+                held.append(speaker)
+                n_held += len(speakers[speaker])
+            for speaker in held:
+                validation.extend(speakers[speaker])
+            continue
+        n_take = max(1, round(n_clips * validation_fraction)) if n_clips >= 2 else 0
+        pools = [rng.sample(v, len(v)) for _, v in sorted(speakers.items())]
+        rng.shuffle(pools)
+        while n_take > 0 and any(pools):
+            for pool in pools:
+                if pool and n_take > 0:
+                    validation.append(pool.pop())
+                    n_take -= 1
+    validation_set = set(validation)
+    train = [i for i in range(len(dataset)) if i not in validation_set]
+    return DatasetDict({"train": dataset.select(train), "validation": dataset.select(sorted(validation))})
