@@ -294,3 +294,17 @@ def test_hub_card_section_replaces_itself_and_upload_calls(tmp_path):
     assert folder[1]["path_in_repo"] == "eval/orpheus_ca_v1" and "results.json" in folder[1]["allow_patterns"]
     assert readme[1]["path_in_repo"] == "README.md" and b"Intro." in readme[1]["path_or_fileobj"]
     assert CARD_BEGIN.encode() in readme[1]["path_or_fileobj"]
+
+
+def test_rows_without_language_let_the_asr_detect_it_and_scalars_for_trainer_logs(splits, recordings):
+    from recipes.eval.report import summary_scalars
+
+    held_out, _ = splits
+    asr = FakeASR(recordings)
+    result = evaluate_synthesizer(PlaybackSynthesizer(recordings), held_out.remove_columns("language"),
+                                  EvaluationConfig(max_samples=3), asr=asr, speaker_encoder=FakeSpeakerEncoder())
+    assert asr.languages == [None] * 6  # 3 generated + 3 recordings
+    assert set(result.summary["groups"]) == {"dialect", "speaker"}
+    scalars = summary_scalars(result.summary)
+    assert scalars["eval/wer"] == 0.0 and scalars["eval/mcd"] == pytest.approx(0.0, abs=1e-6)
+    assert {"eval/dialect/central/wer", "eval/dialect/balear/cer"} <= set(scalars)

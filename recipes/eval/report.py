@@ -238,3 +238,22 @@ def push_results_to_hub(output_dir: str | Path, repo_id: str, summary: dict, run
     api.upload_file(path_or_fileobj=merged.encode("utf-8"), path_in_repo="README.md", repo_id=repo_id,
                     commit_message=f"Model card: evaluation results for {run_name}")
     return f"https://huggingface.co/{repo_id}"
+
+
+def summary_scalars(summary: dict, prefix: str = "eval") -> dict[str, float]:
+    """Flat {name: value} for `trainer.log` / TensorBoard from a recipe's eval step.
+
+    e.g. eval/wer, eval/similarity, eval/dialect/balear/wer; missing or NaN values are left out.
+    """
+    scalars = {}
+
+    def add(name: str, stats: dict | None):
+        for key in ("wer", "cer", "similarity", "mcd", "rtf"):
+            value = (stats or {}).get(key)
+            if value is not None and math.isfinite(value):
+                scalars[f"{name}/{key}"] = float(value)
+
+    add(prefix, summary["overall"])
+    for key, stats in summary["groups"].get("dialect", {}).items():
+        add(f"{prefix}/dialect/{key}", stats["model"])
+    return scalars

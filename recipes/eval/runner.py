@@ -113,7 +113,7 @@ class ReferencePicker:
     @staticmethod
     def _index(dataset) -> dict[str, list[int]]:
         by_speaker: dict[str, list[int]] = {}
-        for index, (speaker, clip_id) in enumerate(zip(dataset["speaker"], dataset["id"])):
+        for index, speaker in enumerate(dataset["speaker"]):
             by_speaker.setdefault(speaker, []).append(index)
         return by_speaker
 
