@@ -161,3 +161,12 @@ def test_eval_models_are_loaded_once():
     first = load_eval_models("tiny-random", "tiny-random", "cpu")
     assert load_eval_models("tiny-random", "tiny-random", "cpu") is first
     assert not first.meaningful
+
+
+def test_max_samples_spreads_over_dialects():
+    from recipes.eval.runner import spread_over_dialects
+
+    dialects = ["a", "a", "a", "b", "b", "c"]
+    assert spread_over_dialects(dialects, 3) == [0, 3, 5]
+    assert spread_over_dialects(dialects, 5) == [0, 1, 3, 4, 5]
+    assert spread_over_dialects(dialects, 6) == spread_over_dialects(dialects, 60) == list(range(6))

@@ -45,7 +45,7 @@ class EvaluationConfig:
     speakers: list[str] | None = field(default=None, metadata={"help": "only these speakers"})
     validation_fraction: float = field(default=0.1, metadata={"help": "held-out fraction when the dataset has no validation split (same as training)"})
     seed: int = field(default=0, metadata={"help": "split seed (use the training seed) and synthesis seed"})
-    max_samples: int | None = field(default=None, metadata={"help": "evaluate only the first N held-out rows"})
+    max_samples: int | None = field(default=None, metadata={"help": "evaluate at most N held-out rows, spread over the dialects"})
     batch_size: int = field(default=8, metadata={"help": "texts per synthesize() call"})
     asr_model: str = field(default="openai/whisper-large-v3", metadata={"help": "Whisper checkpoint id, or tiny-random (offline, NOT meaningful)"})
     asr_batch_size: int = field(default=16, metadata={"help": "clips per Whisper generate call"})
@@ -154,7 +154,7 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
             raise TypeError(f"{type(synthesizer).__name__} is not a Synthesizer (recipes/common.py): missing "
                             f"'{attribute}'")
     if config.max_samples is not None and len(dataset) > config.max_samples:
-        dataset = dataset.select(range(config.max_samples))
+        dataset = dataset.select(spread_over_dialects(dataset["dialect"], config.max_samples))
     if len(dataset) == 0:
         raise ValueError("the evaluation set is empty; check --split and the dialect/language/speaker filters")
     if asr is None or speaker_encoder is None:
@@ -271,6 +271,20 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
     return EvaluationResult(summary=summary,
                             generated={r["id"]: (w, sr) for r, w in zip(rows, generated)},
                             ground_truth={r["id"]: (t, truth_sr) for r, t in zip(rows, truth)})
+
+
+def spread_over_dialects(dialects: list[str], limit: int) -> list[int]:
+    """`limit` row indices taken round-robin over dialects (in row order), so a capped eval still covers each."""
+    queues: dict[str, list[int]] = {}
+    for index, dialect in enumerate(dialects):
+        queues.setdefault(dialect, []).append(index)
+    chosen: list[int] = []
+    limit = min(limit, len(dialects))
+    while len(chosen) < limit:
+        for queue in queues.values():
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop(0))
+    return sorted(chosen)
 
 
 def _resample_to(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
