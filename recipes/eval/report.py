@@ -104,7 +104,8 @@ def write_charts(summary: dict, charts_dir: Path) -> list[Path]:
     written = []
     for grouping, groups in summary["groups"].items():
         labels = list(groups)
-        fig, axes = plt.subplots(1, 4, figsize=(max(10, 1.2 * len(labels) * 4), 3.8))
+        fig, axes = plt.subplots(2, 2, figsize=(max(8.0, 0.5 * len(labels) * 2 + 3), 7.5))
+        axes = axes.ravel()
         for ax, (key, title) in zip(axes, (("wer", "WER"), ("cer", "CER"), ("similarity", "speaker similarity"),
                                            ("mcd", "MCD (dB)"))):
             x = np.arange(len(labels))
