@@ -58,8 +58,12 @@ class DegradedSynthesizer(PlaybackSynthesizer):
 
 
 class SilentSynthesizer(PlaybackSynthesizer):
+    """Failed generations: silence, nothing at all, or NaNs."""
+
     def synthesize(self, texts, **kwargs):
-        return [np.zeros(SR // 2, dtype=np.float32) for _ in texts]
+        failures = [np.zeros(SR // 2, dtype=np.float32), np.zeros(0, dtype=np.float32),
+                    np.full(SR // 4, np.nan, dtype=np.float32)]
+        return [failures[i % 3] for i in range(len(texts))]
 
 
 class CloningSynthesizer(PlaybackSynthesizer):
@@ -157,6 +161,7 @@ def test_degraded_audio_scores_worse_and_silence_worst(splits, recordings):
     assert 0 < d["mcd"] < s["mcd"]
     assert s["wer"] == 1.0 and s["similarity"] == 0.0 and s["silent"] == 8
     assert silent.summary["meta"]["silent_outputs"] == 8
+    assert silent.summary["meta"]["non_finite_outputs"] == 2  # rows 2 and 5 of 8 (batches of 3)
     assert silent.summary["ground_truth"] is None
 
 
@@ -250,6 +255,7 @@ def test_every_eval_yaml_parses_and_help_works(tmp_path):
         assert config.recipe == "orpheus" and config.max_samples == 3  # CLI overrides YAML
     assert parsed["demo.yaml"].asr_model == "tiny-random" and parsed["demo.yaml"].speaker_model == "tiny-random"
     assert parsed["default.yaml"].asr_model.startswith("openai/whisper")
+    assert parsed["demo.yaml"].options == {"max_new_tokens": 420, "seed": 0}
     with pytest.raises(ValueError, match="JSON object"):
         EvaluationConfig(synthesizer_options="[1, 2]")
     help_text = subprocess.run([sys.executable, "recipes/evaluate.py", "--help"], capture_output=True, text=True,

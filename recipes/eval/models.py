@@ -35,6 +35,15 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def to_model_rate(wave: np.ndarray, sampling_rate: int) -> np.ndarray:
+    """16 kHz float32, zero-padded to 0.1 s: failed generations can be empty, and the models' conv
+    front ends need a few hundred samples."""
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    audio = resample(wave, sampling_rate, MODEL_SAMPLING_RATE) if wave.size else wave
+    minimum = MODEL_SAMPLING_RATE // 10
+    return np.pad(audio, (0, minimum - audio.size)) if audio.size < minimum else audio
+
+
 # --- ASR ---------------------------------------------------------------------------------------------
 
 def _byte_to_unicode() -> dict[int, str]:
@@ -130,7 +139,7 @@ class WhisperASR:
         for language, indices in by_language.items():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start:start + self.batch_size]
-                audio = [resample(waves[i], sampling_rate, MODEL_SAMPLING_RATE) for i in chunk]
+                audio = [to_model_rate(waves[i], sampling_rate) for i in chunk]
                 long_form = max(len(a) for a in audio) > self.processor.feature_extractor.n_samples
                 # Clips longer than the window (30 s for real Whisper) need Whisper's long-form (sequential) decoding rather than truncation.
                 extra = dict(truncation=False, padding="longest", return_attention_mask=True) if long_form else {}
@@ -192,10 +201,7 @@ class SpeakerEncoder:
         # One clip per forward pass: WavLM's group-normalised conv front end would see batch padding
         # and change the embedding, and speaker similarity must not depend on batch composition.
         for wave in waves:
-            audio = resample(wave, sampling_rate, MODEL_SAMPLING_RATE)
-            minimum = MODEL_SAMPLING_RATE // 10  # the conv stack needs a few hundred samples
-            if audio.size < minimum:
-                audio = np.pad(audio, (0, minimum - audio.size))
+            audio = to_model_rate(wave, sampling_rate)
             inputs = self.extractor(audio, sampling_rate=MODEL_SAMPLING_RATE, return_tensors="pt")
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             with torch.inference_mode():

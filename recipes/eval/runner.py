@@ -144,6 +144,7 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
     pass callables to use others. `reference_pool` is a dataset whose clips are preferred as prompts.
     """
     import torch
+    from tqdm.auto import tqdm
 
     from recipes.eval.models import load_eval_models
 
@@ -178,7 +179,7 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(config.seed)
-    for start in range(0, len(rows), config.batch_size):
+    for start in tqdm(range(0, len(rows), config.batch_size), desc="synthesising", unit="batch"):
         batch = rows[start:start + config.batch_size]
         batch_refs = references[start:start + config.batch_size]
         kwargs = dict(speakers=[r["speaker"] for r in batch], dialects=[r["dialect"] for r in batch],
@@ -226,7 +227,7 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
     truth_embeddings = None if config.skip_ground_truth else speaker_encoder(truth, truth_sr)
 
     records = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(tqdm(rows, desc="scoring", unit="clip")):
         reference_text = normalizer.normalize(row["text"], row["language"])
         record = {**row, "reference_id": references[i]["id"], "reference_is_target": references[i]["is_target"],
                   "normalized_text": reference_text, "transcript": hypotheses[i],
