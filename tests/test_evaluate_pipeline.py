@@ -301,6 +301,16 @@ def test_hub_card_section_replaces_itself_and_upload_calls(tmp_path):
     assert readme[1]["path_in_repo"] == "README.md" and b"Intro." in readme[1]["path_or_fileobj"]
     assert CARD_BEGIN.encode() in readme[1]["path_or_fileobj"]
 
+    class ApiWithoutCard(FakeApi):
+        def hf_hub_download(self, repo_id, filename):
+            from huggingface_hub.errors import EntryNotFoundError
+
+            raise EntryNotFoundError(f"{filename} not found")
+
+    api = ApiWithoutCard()
+    push_results_to_hub(tmp_path, "me/new-model", summary, "run", api=api)
+    assert api.calls[1][1]["path_or_fileobj"].startswith(b"# me/new-model\n\n" + CARD_BEGIN.encode())
+
 
 def test_rows_without_language_let_the_asr_detect_it_and_scalars_for_trainer_logs(splits, recordings):
     from recipes.eval.report import summary_scalars

@@ -223,14 +223,17 @@ def merge_card_section(card_text: str, section: str) -> str:
 
 def push_results_to_hub(output_dir: str | Path, repo_id: str, summary: dict, run_name: str, api=None) -> str:
     """Upload results.json/.md and charts to `eval/<run_name>/` and update the card's eval section."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub import HfApi, errors
 
+    # A repo without a card: huggingface_hub >= 1.0 raises RemoteEntryNotFoundError, which is not an
+    # EntryNotFoundError subclass, older releases the latter.
+    no_card = tuple(getattr(errors, name) for name in ("EntryNotFoundError", "RemoteEntryNotFoundError")
+                    if hasattr(errors, name))
     api = api or HfApi()
     files_path = f"eval/{_safe(run_name)}"
     try:
         card_text = Path(api.hf_hub_download(repo_id=repo_id, filename="README.md")).read_text(encoding="utf-8")
-    except EntryNotFoundError:
+    except no_card:
         card_text = f"# {repo_id}\n"
     merged = merge_card_section(card_text, card_section(summary, files_path))
     api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, path_in_repo=files_path,
