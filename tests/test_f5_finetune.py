@@ -41,6 +41,15 @@ def test_help_and_cli_overrides_yaml(capsys):
         _parse("--config", str(CONFIG_DIR / "demo.yaml"), "--max_duration", "30")
 
 
+@pytest.mark.parametrize("module", ["generate", "layout", "checkpoints"])
+def test_tool_help(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(f"recipes.f5.{module}").main(["--help"])
+    assert exit_info.value.code == 0 and "usage" in capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def base_checkpoint(tmp_path_factory):
     """A full training checkpoint saved at update 200000 (like firstpixel's model_200000.pt), tiny DiT."""
@@ -208,3 +217,23 @@ def test_train_dataloader_is_frame_budgeted(tmp_path):
     assert sum(len(b["mel_lengths"]) for b in batches) == len(data)
     assert all(int(b["mel_lengths"].sum()) <= 700 + len(b["mel_lengths"]) for b in batches)
     assert all(len(b["mel_lengths"]) <= 3 for b in batches)
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_share_the_frame_budget_batches(tmp_path):
+    """torchrun with 2 CPU ranks (gloo): each rank takes whole batches, the main rank exports."""
+    import subprocess
+    import sys
+
+    script = Path(finetune.__file__)
+    env = dict(os.environ, PYTHONPATH=str(script.parents[2]), OMP_NUM_THREADS="1")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", str(script), "--config", str(CONFIG_DIR / "demo.yaml"),
+         "--output_dir", str(tmp_path), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
+         "--sample_nfe_steps", "2"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    # 5 demo clips make 2 frame-budget batches: one per rank per step, so one epoch per step.
+    assert state["global_step"] == 4 and state["epoch"] == pytest.approx(4.0)
+    assert (tmp_path / "model_4.safetensors").is_file() and (tmp_path / "model_last.pt").is_file()

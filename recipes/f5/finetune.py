@@ -284,6 +284,9 @@ def load_splits(args: F5Arguments, seed: int):
     from data_prep.loading import load_prepared_dataset, split_train_validation
     from recipes.f5.layout import read_f5_layout
 
+    if args.dataset.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(args.dataset)):
+        raise FileNotFoundError(f"dataset {args.dataset!r} does not exist: point it at a data_prep save_to_disk folder, "
+                                "an F5 layout folder (metadata.csv + wavs/), a Hub dataset id, or 'demo'")
     if os.path.isfile(os.path.join(args.dataset, "metadata.csv")):
         language = args.languages[0] if args.languages and len(args.languages) == 1 else None
         splits = split_train_validation(read_f5_layout(args.dataset, language=language), args.validation_fraction, seed)
