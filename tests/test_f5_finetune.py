@@ -56,13 +56,14 @@ def base_checkpoint(tmp_path_factory):
     from ema_pytorch import EMA
 
     from recipes.f5.checkpoints import TINY_ARCH, build_model, save_training_checkpoint
-    from recipes.f5.data import read_vocab, upstream_vocab_path
+    from recipes.f5.data import read_vocab, upstream_vocab_path, write_vocab
 
     torch.manual_seed(0)
     model = build_model(TINY_ARCH, read_vocab(upstream_vocab_path()))
     ema = EMA(model, include_online_model=False)
     ema.step.fill_(200000)
     path = tmp_path_factory.mktemp("base") / "model_200000.pt"
+    write_vocab(read_vocab(upstream_vocab_path()), path.parent / "vocab.txt")
     save_training_checkpoint(path, model_state=model.state_dict(), ema_state=ema.state_dict(), optimizer_state={},
                              scheduler_state={}, update=200000)
     return path, ema.ema_model.state_dict()
@@ -72,7 +73,8 @@ def base_checkpoint(tmp_path_factory):
 def demo_run(tmp_path_factory, base_checkpoint):
     out = tmp_path_factory.mktemp("f5-demo")
     common = ["--config", str(CONFIG_DIR / "demo.yaml"), "--output_dir", str(out), "--init_checkpoint",
-              str(base_checkpoint[0]), "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
+              str(base_checkpoint[0]), "--vocab_file", str(base_checkpoint[0].parent / "vocab.txt"),
+              "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
               "--sample_nfe_steps", "2", "--early_stopping_patience", "100"]
     finetune.main(*_parse(*common, "--max_steps", "4"))
     first_state = json.loads((out / "trainer_state.json").read_text())
@@ -126,6 +128,37 @@ def test_demo_export_extends_vocab_and_loads_in_upstream(demo_run, base_checkpoi
     assert rows.shape[0] == len(vocab) + 1
     card = (out / "README.md").read_text()
     assert "license: cc-by-nc-4.0" in card and "model_6.safetensors" in card
+
+
+def test_upstream_trainer_resumes_our_full_checkpoint_and_starts_from_our_safetensors(demo_run, tmp_path):
+    """Upstream's own Trainer.load_checkpoint: model_last.pt resumes (weights, optimizer, schedule, counter);
+    the EMA safetensors, offered as a pretrained file, starts at update 0."""
+    import shutil
+
+    from f5_tts.model import Trainer as UpstreamTrainer
+    from torch.optim.lr_scheduler import LinearLR, SequentialLR
+
+    from recipes.f5.checkpoints import TINY_ARCH, build_model
+    from recipes.f5.data import read_vocab
+
+    out, _, _ = demo_run
+    vocab = read_vocab(out / "vocab.txt")
+    for name, target, expected_update in (("model_last.pt", "model_last.pt", 6),
+                                          ("model_6.safetensors", "pretrained_model_6.safetensors", 0)):
+        folder = tmp_path / target
+        folder.mkdir()
+        shutil.copy(out / name, folder / target)
+        model = build_model(TINY_ARCH, vocab)
+        trainer = UpstreamTrainer(model, epochs=1, learning_rate=1e-4, checkpoint_path=str(folder), logger=None,
+                                  accelerate_kwargs=dict(cpu=True))
+        trainer.scheduler = SequentialLR(trainer.optimizer, [LinearLR(trainer.optimizer, 1e-8, 1.0, total_iters=5),
+                                                             LinearLR(trainer.optimizer, 1.0, 1e-8, total_iters=25)],
+                                         milestones=[5])
+        assert trainer.load_checkpoint() == expected_update
+        saved = torch.load(out / "model_last.pt", weights_only=True)
+        key = "transformer.text_embed.text_embed.weight"
+        expected = saved["model_state_dict"][key] if expected_update else saved["ema_model_state_dict"][f"ema_model.{key}"]
+        assert torch.equal(trainer.accelerator.unwrap_model(trainer.model).state_dict()[key], expected)
 
 
 def test_demo_generate_cli_uses_the_export(demo_run, tmp_path):
@@ -220,7 +253,7 @@ def test_train_dataloader_is_frame_budgeted(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_two_ranks_share_the_frame_budget_batches(tmp_path):
+def test_ddp_two_ranks_share_the_frame_budget_batches(tmp_path, base_checkpoint):
     """torchrun with 2 CPU ranks (gloo): each rank takes whole batches, the main rank exports."""
     import subprocess
     import sys
@@ -231,7 +264,8 @@ def test_ddp_two_ranks_share_the_frame_budget_batches(tmp_path):
     result = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", str(script), "--config", str(CONFIG_DIR / "demo.yaml"),
          "--output_dir", str(tmp_path), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
-         "--sample_nfe_steps", "2"], env=env, capture_output=True, text=True, timeout=600)
+         "--sample_nfe_steps", "2", "--init_checkpoint", str(base_checkpoint[0]),
+         "--vocab_file", str(base_checkpoint[0].parent / "vocab.txt")], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     # 5 demo clips make 2 frame-budget batches: one per rank per step, so one epoch per step.

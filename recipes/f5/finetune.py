@@ -400,6 +400,9 @@ def main(args: F5Arguments, training_args) -> Path | None:
 
             with explain_hub_errors(f"{args.init_checkpoint_repo}/{path}", "recipes/f5/configs/demo.yaml"):
                 path = hf_hub_download(args.init_checkpoint_repo, path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"init_checkpoint {path} does not exist (for the demo, run "
+                                    "recipes/f5/configs/demo_base.yaml first; it writes that file)")
         load_initial_weights(model, path, args.init_from)
     else:
         logger.warning("No init_checkpoint: training %s from random initialisation.", args.model_config)
