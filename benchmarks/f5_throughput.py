@@ -1,0 +1,137 @@
+"""Training throughput (mel frames/s) of recipes/f5 vs upstream f5-tts's own Trainer, same data, model and batches.
+
+Both train the same randomly initialised `CFM(DiT)` (same seed) on the same clips (the demo corpus, exported to
+the F5 layout so upstream's `CustomDataset` reads it), with the same frame budget, clip cap, optimizer (AdamW),
+EMA settings, number of epochs and data-loader workers. Times cover the whole `train()` call of each (data
+loading, mel extraction, forward/backward, EMA, the final checkpoint write).
+
+    python benchmarks/f5_throughput.py                                  # tiny DiT, CPU, ~1 min
+    python benchmarks/f5_throughput.py --model_config F5TTS_v1_Base --frames_per_gpu 9600 --epochs 2   # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("MPLCONFIGDIR", os.path.join(tempfile.gettempdir(), "mplconfig"))
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+def clip_frames(durations: list[float]) -> list[int]:
+    from recipes.f5.data import HOP_LENGTH, SAMPLING_RATE
+
+    return [1 + int(round(d * SAMPLING_RATE)) // HOP_LENGTH for d in durations]
+
+
+def run_ours(dataset, vocab, arch, args, work: Path) -> tuple[float, int]:
+    import torch
+    from transformers import TrainingArguments
+
+    from recipes.f5.checkpoints import build_model
+    from recipes.f5.data import F5Collator, duration_frames
+    from recipes.f5.finetune import make_callbacks, make_trainer_class
+
+    torch.manual_seed(args.seed)
+    model = build_model(arch, vocab)
+    training_args = TrainingArguments(
+        output_dir=str(work / "ours"), num_train_epochs=args.epochs, learning_rate=args.learning_rate,
+        warmup_steps=args.warmup, weight_decay=0.01, max_grad_norm=1.0, report_to="none", save_strategy="no",
+        eval_strategy="no", logging_steps=10_000, remove_unused_columns=False, seed=args.seed,
+        dataloader_num_workers=args.workers, use_cpu=args.device == "cpu", bf16=args.bf16, disable_tqdm=True)
+    EMACallback, _ = make_callbacks()
+    ema = EMACallback(dict(beta=0.9999, update_after_step=100, update_every=10), is_main=True, resume_from=None)
+    trainer = make_trainer_class()(
+        model=model, args=training_args, train_dataset=dataset, data_collator=F5Collator(vocab), callbacks=[ema],
+        train_frame_lengths=duration_frames(dataset), frames_per_gpu=args.frames_per_gpu, max_samples=args.max_samples)
+    start = time.perf_counter()
+    trainer.train()
+    trainer.save_model()  # upstream's train() ends with a checkpoint write; match it
+    seconds = time.perf_counter() - start
+    return seconds, trainer.state.global_step
+
+
+def run_upstream(f5_dir: Path, vocab_file: Path, arch, args, work: Path) -> tuple[float, int]:
+    import torch
+    from datasets import Dataset
+    from f5_tts.model import Trainer as UpstreamTrainer
+    from f5_tts.model.dataset import CustomDataset
+
+    from recipes.f5.checkpoints import build_model
+    from recipes.f5.data import read_vocab
+
+    torch.manual_seed(args.seed)
+    model = build_model(arch, read_vocab(vocab_file))
+    durations = json.loads((f5_dir / "duration.json").read_text())["duration"]
+    dataset = CustomDataset(Dataset.load_from_disk(str(f5_dir / "raw")), durations=durations)
+    trainer = UpstreamTrainer(
+        model, epochs=args.epochs, learning_rate=args.learning_rate, num_warmup_updates=args.warmup,
+        save_per_updates=10**9, last_per_updates=10**9, checkpoint_path=str(work / "upstream"),
+        batch_size_per_gpu=args.frames_per_gpu, batch_size_type="frame", max_samples=args.max_samples,
+        max_grad_norm=1.0, logger=None, accelerate_kwargs=dict(cpu=args.device == "cpu",
+                                                               mixed_precision="bf16" if args.bf16 else "no"),
+        ema_kwargs=dict(beta=0.9999, update_after_step=100, update_every=10))
+    start = time.perf_counter()
+    trainer.train(dataset, num_workers=max(args.workers, 1), resumable_with_seed=args.seed)
+    seconds = time.perf_counter() - start
+    updates = int(torch.load(work / "upstream" / "model_last.pt", weights_only=True, map_location="cpu")["update"])
+    return seconds, updates
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_config", default="tiny")
+    parser.add_argument("--frames_per_gpu", type=int, default=1200)
+    parser.add_argument("--max_samples", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--learning_rate", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1, help="data-loader workers for both (upstream needs >= 1)")
+    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from data_prep.demo_corpus import load_demo_dataset
+    from recipes.f5.checkpoints import resolve_model_config
+    from recipes.f5.data import read_vocab, upstream_vocab_path
+    from recipes.f5.layout import export_f5_layout
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dataset = load_demo_dataset()
+    arch = resolve_model_config(args.model_config)
+    vocab = read_vocab(upstream_vocab_path())
+    frames_per_epoch = sum(clip_frames(list(dataset["duration"])))
+    work = Path(tempfile.mkdtemp(prefix="f5-bench-"))
+    f5_dir = export_f5_layout(dataset, work / "f5_layout")
+    print(f"data: {len(dataset)} demo clips, {frames_per_epoch} mel frames per epoch; model {args.model_config}; "
+          f"{args.frames_per_gpu} frames/batch, max {args.max_samples} clips; {args.epochs} epochs; device {args.device}")
+
+    results = {}
+    ours_s, ours_updates = run_ours(dataset, vocab, arch, args, work)
+    results["tts-recipes (HF Trainer)"] = (ours_s, ours_updates)
+    try:
+        up_s, up_updates = run_upstream(f5_dir, f5_dir / "vocab.txt", arch, args, work)
+        results["upstream f5_tts.model.Trainer"] = (up_s, up_updates)
+    except Exception as err:  # report why upstream could not run here, with the exception, instead of a ratio
+        print(f"upstream trainer did not run: {type(err).__name__}: {err}")
+
+    frames = frames_per_epoch * args.epochs
+    print(f"\n{'trainer':34s} {'updates':>8s} {'seconds':>9s} {'frames/s':>10s}")
+    for name, (seconds, updates) in results.items():
+        print(f"{name:34s} {updates:8d} {seconds:9.2f} {frames / seconds:10.0f}")
+    if len(results) == 2:
+        (ours_s, _), (up_s, _) = results.values()
+        print(f"\nratio ours/upstream frames/s: {up_s / ours_s:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

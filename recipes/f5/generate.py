@@ -1,0 +1,152 @@
+"""Voice-cloning synthesis with a fine-tuned F5-TTS: reference audio + its transcript + new text -> WAV.
+
+Inference runs through upstream f5-tts code (`load_model`, `infer_batch_process`), so what works here works
+in upstream's CLI/GUI too. `model_path` is a folder written by `recipes/f5/finetune.py` (model_*.safetensors,
+vocab.txt, f5_config.yaml) or one checkpoint file with `--vocab_file`/`--model_config`.
+
+    python recipes/f5/generate.py --model_path outputs/f5-pt-br \
+        --ref_audio ref.wav --ref_text "Transcrição exata da referência." \
+        --text "Olá! Este é um teste em português do Brasil." --out hello.wav
+
+Offline demo (random-weight vocoder: the audio is noise-like, the plumbing is real):
+    python recipes/f5/generate.py --model_path outputs/f5-demo --vocoder_path random ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+CONFIG_FILE = "f5_config.yaml"
+
+
+def find_checkpoint(model_path: str | Path) -> Path:
+    """The EMA safetensors in an export folder (highest update), else the newest .pt; or the file itself."""
+    path = Path(model_path)
+    if path.is_file():
+        return path
+    candidates = sorted(path.glob("model_*.safetensors")) or sorted(path.glob("model_*.pt"))
+    if not candidates:
+        raise FileNotFoundError(f"{path}: no model_*.safetensors or model_*.pt; point --model_path at a checkpoint file")
+
+    def update(p: Path) -> int:
+        digits = "".join(ch for ch in p.stem if ch.isdigit())
+        return int(digits) if digits else -1
+    return max(candidates, key=update)
+
+
+def finish_reference_text(text: str) -> str:
+    """Upstream ends the reference transcript with ". " so the generated text starts a new sentence."""
+    text = text.strip()
+    if text.endswith(". ") or text.endswith("。"):
+        return text
+    return text + " " if text.endswith(".") else text + ". "
+
+
+def synthesize_with_reference(model, vocoder, ref_wave: np.ndarray, ref_sr: int, ref_text: str, text: str, *,
+                              mel_spec_type: str = "vocos", nfe_step: int = 32, cfg_strength: float = 2.0,
+                              sway_sampling_coef: float = -1.0, speed: float = 1.0, device: str = "cpu") -> np.ndarray:
+    """Upstream's chunking and batch inference on an in-memory reference (no temp files)."""
+    import torch
+    from f5_tts.infer.utils_infer import chunk_text, infer_batch_process
+
+    ref_text = finish_reference_text(ref_text)
+    audio = torch.from_numpy(np.ascontiguousarray(ref_wave, dtype=np.float32)).reshape(1, -1)
+    ref_seconds = audio.shape[-1] / ref_sr
+    max_chars = int(len(ref_text.encode("utf-8")) / ref_seconds * (22 - ref_seconds) * speed)
+    chunks = chunk_text(text, max_chars=max(max_chars, 1))
+    if not chunks:
+        raise ValueError(f"nothing to synthesise in {text!r}")
+    wave, _, _ = next(infer_batch_process((audio, ref_sr), ref_text, chunks, model, vocoder,
+                                          mel_spec_type=mel_spec_type, progress=None, nfe_step=nfe_step,
+                                          cfg_strength=cfg_strength, sway_sampling_coef=sway_sampling_coef,
+                                          speed=speed, device=device))
+    return np.asarray(wave, dtype=np.float32).reshape(-1)
+
+
+class F5Synthesizer:
+    """The `recipes.common.Synthesizer` interface for F5-TTS (voice cloning: needs reference audio + text)."""
+
+    needs_reference = True
+
+    def __init__(self, model_path: str, device: str | None = None, *, vocab_file: str | None = None,
+                 model_config: str | None = None, vocoder_path: str | None = None, use_ema: bool = True,
+                 nfe_step: int = 32, cfg_strength: float = 2.0, sway_sampling_coef: float = -1.0, speed: float = 1.0):
+        import torch
+        import yaml
+        from f5_tts.infer.utils_infer import load_model
+        from f5_tts.model import DiT
+
+        from recipes.f5.checkpoints import load_vocoder, resolve_model_config
+
+        folder = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
+        saved = yaml.safe_load((folder / CONFIG_FILE).read_text()) if (folder / CONFIG_FILE).is_file() else {}
+        arch = saved.get("arch") if model_config is None else resolve_model_config(model_config)
+        if arch is None:
+            raise ValueError(f"{folder} has no {CONFIG_FILE}; pass model_config (e.g. F5TTS_Base for v0-era weights)")
+        vocab_file = vocab_file or (str(folder / "vocab.txt") if (folder / "vocab.txt").is_file() else "")
+        self.mel_spec_type = saved.get("mel_spec_type", "vocos")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.sampling_rate = 24_000
+        self.options = dict(nfe_step=nfe_step, cfg_strength=cfg_strength, sway_sampling_coef=sway_sampling_coef,
+                            speed=speed)
+        self.checkpoint = find_checkpoint(model_path)
+        self.model = load_model(DiT, arch, str(self.checkpoint), mel_spec_type=self.mel_spec_type,
+                                vocab_file=vocab_file, use_ema=use_ema, device=self.device)
+        self.vocoder = load_vocoder(vocoder_path, self.mel_spec_type, self.device, scratch_dir=folder)
+
+    def synthesize(self, texts, *, speakers=None, dialects=None, languages=None, reference_audio=None,
+                   reference_texts=None) -> list[np.ndarray]:
+        if not reference_audio or not reference_texts or len(reference_audio) != len(texts) \
+                or len(reference_texts) != len(texts):
+            raise ValueError("F5-TTS clones a voice: pass one reference_audio (wave, sr) and one reference_text per text")
+        waves = []
+        for text, reference, ref_text in zip(texts, reference_audio, reference_texts):
+            if reference is None or not ref_text:
+                raise ValueError(f"missing reference audio or transcript for {text!r}")
+            ref_wave, ref_sr = reference
+            waves.append(synthesize_with_reference(self.model, self.vocoder, ref_wave, ref_sr, ref_text, text,
+                                                   mel_spec_type=self.mel_spec_type, device=self.device,
+                                                   **self.options))
+        return waves
+
+
+def load_synthesizer(model_path: str, device: str | None = None, **options) -> F5Synthesizer:
+    return F5Synthesizer(model_path, device, **options)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_path", required=True, help="export folder or checkpoint file")
+    parser.add_argument("--ref_audio", required=True)
+    parser.add_argument("--ref_text", required=True, help="exact transcript of --ref_audio")
+    parser.add_argument("--text", required=True, help="what to say")
+    parser.add_argument("--out", default="f5_output.wav")
+    parser.add_argument("--vocab_file", default=None)
+    parser.add_argument("--model_config", default=None, help="only when model_path has no f5_config.yaml")
+    parser.add_argument("--vocoder_path", default=None, help="local vocos folder, 'random' (offline demo) or unset (Hub)")
+    parser.add_argument("--use_online_weights", action="store_true", help="use model_state_dict instead of EMA (.pt)")
+    parser.add_argument("--nfe_step", type=int, default=32)
+    parser.add_argument("--cfg_strength", type=float, default=2.0)
+    parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MPLCONFIGDIR", str(Path(args.out).absolute().parent / ".mplconfig"))
+
+    from data_prep.audio import decode_audio, write_audio
+
+    synthesizer = load_synthesizer(args.model_path, args.device, vocab_file=args.vocab_file,
+                                   model_config=args.model_config, vocoder_path=args.vocoder_path,
+                                   use_ema=not args.use_online_weights, nfe_step=args.nfe_step,
+                                   cfg_strength=args.cfg_strength, speed=args.speed)
+    ref_wave, ref_sr = decode_audio(args.ref_audio)
+    [wave] = synthesizer.synthesize([args.text], reference_audio=[(ref_wave, ref_sr)], reference_texts=[args.ref_text])
+    write_audio(args.out, wave, synthesizer.sampling_rate)
+    print(f"wrote {args.out} ({len(wave) / synthesizer.sampling_rate:.2f} s) from {synthesizer.checkpoint}")
+
+
+if __name__ == "__main__":
+    main()
