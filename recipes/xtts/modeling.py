@@ -38,6 +38,7 @@ DVAE_ARGS = dict(channels=80, normalization=None, positional_dims=1, codebook_di
 # Files a base folder needs; dvae.pth / mel_stats.pth are only for training.
 BASE_FILES = ("config.json", "model.pth", "vocab.json", "dvae.pth", "mel_stats.pth")
 OPTIONAL_BASE_FILES = ("speakers_xtts.pth", "dvae_args.json")
+RECIPE_INFO = "xtts_adapter.json"  # training language + base model, beside the merged files
 
 
 def resolve_base_model(base_model: str, cache_dir: str | None = None) -> Path:
@@ -244,7 +245,9 @@ def add_lora(model: XttsAdapterModel, spec: AdapterSpec, base_model: str):
     config = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
                         fan_in_fan_out=True, bias="none", base_model_name_or_path=base_model)
     peft_model = get_peft_model(model, config)
-    config.fan_in_fan_out = True  # recorded value: the GPT Conv1D layout (see comment above)
+    # Recorded values: the GPT Conv1D layout (see above) and where generate.py finds the base model.
+    peft_model.peft_config["default"].fan_in_fan_out = True
+    peft_model.peft_config["default"].base_model_name_or_path = base_model
     return peft_model
 
 
