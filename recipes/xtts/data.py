@@ -144,7 +144,7 @@ def add_audio_codes(split, coder, limits: Limits, report: SkipReport, device="cp
         wave, _ = decode_audio(audio, target_sr=GPT_SAMPLE_RATE)
         n = len(wave)
         if n > limits.max_audio_samples or n < limits.min_audio_samples:
-            return {"audio_codes": [], "num_samples": n}
+            return {"audio_codes": np.zeros(0, np.int16), "num_samples": n}
         codes = coder.encode(torch.from_numpy(wave).to(device))
         return {"audio_codes": codes.cpu().numpy().astype(np.int16), "num_samples": n}
 

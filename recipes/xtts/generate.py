@@ -27,7 +27,7 @@ def _load_merged(model_dir: Path):
 
     config = XttsConfig()
     config.load_json(str(model_dir / "config.json"))
-    xtts = Xtts.init_from_config(config)
+    xtts = Xtts(config)
     xtts.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True)
     return config, xtts
 

@@ -79,7 +79,7 @@ def load_xtts(base_dir: Path, device: str | torch.device = "cpu"):
     from TTS.tts.models.xtts import Xtts
 
     config = load_xtts_config(base_dir)
-    xtts = Xtts.init_from_config(config)
+    xtts = Xtts(config)
     xtts.tokenizer = VoiceBpeTokenizer(vocab_file=str(base_dir / "vocab.json"))
     xtts.init_models()
     state = xtts.get_compatible_checkpoint_state_dict(base_dir / "model.pth")
@@ -106,8 +106,10 @@ class ConditioningMel(nn.Module):
         self.register_buffer("mel_stats", mel_stats.detach().clone().float(), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        mel = torch.log(torch.clamp(self.mel(wave), min=1e-5))
-        return mel / self.mel_stats[:, None]
+        # Full precision even under bf16 autocast: log-mel of small powers loses too much in bf16.
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            mel = torch.log(torch.clamp(self.mel(wave.float()), min=1e-5))
+            return mel / self.mel_stats[:, None]
 
 
 class DvaeCoder(nn.Module):
