@@ -140,7 +140,7 @@ def write_card(final: Path, args: XttsAdapterArguments, reports, metrics: dict, 
         "from TTS.tts.configs.xtts_config import XttsConfig\n"
         "from TTS.tts.models.xtts import Xtts\n\n"
         "config = XttsConfig(); config.load_json(\"config.json\")\n"
-        "model = Xtts.init_from_config(config)\n"
+        "model = Xtts(config)\n"
         "model.load_checkpoint(config, checkpoint_dir=\".\", eval=True)\n"
         f"out = model.synthesize(\"...\", speaker_wav=\"reference.wav\", language=\"{args.language}\")\n"
         "```\n\nor `python recipes/xtts/generate.py --model_path . --text ... --reference reference.wav`."
