@@ -114,7 +114,10 @@ def tokenize_and_filter(split, tokenizer, language: str, limits: Limits, name: s
     report = SkipReport(name, total=len(split))
     bad_ids = {tokenizer.tokenizer.token_to_id("[UNK]"), tokenizer.tokenizer.token_to_id("[STOP]")}
     keep, text_ids = [], []
-    for index, (row_id, text, duration) in enumerate(zip(split["id"], split["text"], split["duration"])):
+    from tqdm.auto import tqdm
+
+    rows = zip(split["id"], split["text"], split["duration"])
+    for index, (row_id, text, duration) in enumerate(tqdm(rows, total=len(split), desc=f"tokenise ({name})")):
         ids = tokenizer.encode(text, language) if text and text.strip() else []
         samples = duration * GPT_SAMPLE_RATE
         if not ids:
@@ -134,8 +137,14 @@ def tokenize_and_filter(split, tokenizer, language: str, limits: Limits, name: s
     return split, report
 
 
-def add_audio_codes(split, coder, limits: Limits, report: SkipReport, device="cpu"):
-    """DVAE codes for every clip (the DVAE is deterministic, so once), exact length check, counted."""
+def add_audio_codes(split, coder, limits: Limits, report: SkipReport, device="cpu", cache_key: str = ""):
+    """DVAE codes for every clip (the DVAE is deterministic, so once), exact length check, counted.
+
+    `cache_key` (the DVAE file's identity) makes the `map` fingerprint deterministic, so other ranks
+    and later runs reuse the cached codes instead of hashing the DVAE weights.
+    """
+    from datasets.fingerprint import Hasher
+
     from data_prep.audio import decode_audio
 
     coder = coder.to(device)
@@ -148,7 +157,9 @@ def add_audio_codes(split, coder, limits: Limits, report: SkipReport, device="cp
         codes = coder.encode(torch.from_numpy(wave).to(device))
         return {"audio_codes": codes.cpu().numpy().astype(np.int16), "num_samples": n}
 
-    split = split.map(encode, input_columns=["audio"], desc=f"DVAE codes ({report.split})")
+    fingerprint = Hasher.hash((split._fingerprint, cache_key, limits.max_audio_samples, limits.min_audio_samples))
+    split = split.map(encode, input_columns=["audio"], desc=f"DVAE codes ({report.split})",
+                      new_fingerprint=fingerprint)
     lengths = split["num_samples"]
     keep = []
     for index, (row_id, n) in enumerate(zip(split["id"], lengths)):

@@ -217,13 +217,15 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
                          f"table holds {gpt.max_mel_tokens - 5}. Lower max_audio_seconds.")
 
     # 2. Filters up front (counted), then DVAE codes once.
-    device = args.preprocessing_device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.preprocessing_device or training_args.device  # this rank's accelerator
+    dvae_file = base_dir / "dvae.pth"
+    dvae_identity = f"{dvae_file.resolve()}:{dvae_file.stat().st_size}:{dvae_file.stat().st_mtime_ns}"
     coder = modeling.DvaeCoder.from_base(base_dir, config)
     splits, reports = {}, []
     with training_args.main_process_first(desc="tokenise + DVAE codes"):
         for name, split in data.items():
             split, report = xdata.tokenize_and_filter(split, xtts.tokenizer, args.language, limits, name)
-            splits[name] = xdata.add_audio_codes(split, coder, limits, report, device=device)
+            splits[name] = xdata.add_audio_codes(split, coder, limits, report, device=device, cache_key=dvae_identity)
             reports.append(report)
             logger.info(report.summary())
     del coder
