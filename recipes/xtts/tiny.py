@@ -1,0 +1,70 @@
+"""A tiny random XTTS base folder, built offline, for the demo config and the tests.
+
+It has the same files and layout as `coqui/XTTS-v2` (config.json, model.pth, vocab.json, dvae.pth,
+mel_stats.pth), so the whole recipe runs unchanged on it; only the sizes differ: a 2-layer, 64-wide
+GPT, a small DVAE (its arguments in dvae_args.json) and a BPE vocabulary trained on the corpus text.
+The HiFi-GAN decoder is always full size upstream (no argument shrinks it). Its speech is noise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+# Every language tag upstream's VoiceBpeTokenizer can emit, so any supported `language` works.
+XTTS_LANGUAGE_TAGS = ("en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "hu", "ko",
+                      "ja", "hi")
+# VoiceBpeTokenizer / Xtts.init_models need [STOP] = 0 (also text padding), [UNK] = 1, [SPACE] and [START].
+SPECIAL_TOKENS = ("[STOP]", "[UNK]", "[SPACE]") + tuple(f"[{tag}]" for tag in XTTS_LANGUAGE_TAGS) + ("[START]",)
+TINY_DVAE_ARGS = dict(codebook_dim=64, hidden_dim=64, num_resnet_blocks=1)
+
+
+def train_tiny_vocab(texts: list[tuple[str, str]], path: Path, vocab_size: int = 400) -> Path:
+    """BPE vocab.json over (text, language) pairs, cleaned exactly as VoiceBpeTokenizer cleans them."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+
+    cleaner = VoiceBpeTokenizer()
+    cleaned = [cleaner.preprocess_text(text, language.split("-")[0]) for text, language in texts]
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    tokenizer.train_from_iterator(cleaned, trainer=trainer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(path))
+    return path
+
+
+def build_tiny_base(out_dir: str | Path, texts: list[tuple[str, str]], seed: int = 0, layers: int = 2,
+                    model_dim: int = 64, heads: int = 4) -> Path:
+    """Write a random tiny XTTS folder whose vocabulary covers `texts` ((text, language) pairs)."""
+    from TTS.tts.configs.xtts_config import XttsArgs, XttsAudioConfig, XttsConfig
+    from TTS.tts.layers.xtts.dvae import DiscreteVAE
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models.xtts import Xtts
+
+    from recipes.xtts.modeling import DVAE_ARGS
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    vocab = train_tiny_vocab(texts, out / "vocab.json")
+    args = XttsArgs(gpt_layers=layers, gpt_n_model_channels=model_dim, gpt_n_heads=heads,
+                    gpt_max_audio_tokens=300, gpt_max_text_tokens=210, gpt_max_prompt_tokens=70,
+                    gpt_num_audio_tokens=258, gpt_start_audio_token=256, gpt_stop_audio_token=257,
+                    gpt_use_perceiver_resampler=True, gpt_code_stride_len=1024, decoder_input_dim=model_dim,
+                    d_vector_dim=512, tokenizer_file="vocab.json")
+    config = XttsConfig(model_args=args, audio=XttsAudioConfig(), languages=list(XTTS_LANGUAGE_TAGS),
+                        temperature=0.75, repetition_penalty=5.0, top_k=50, top_p=0.85)
+    xtts = Xtts(config)
+    xtts.tokenizer = VoiceBpeTokenizer(vocab_file=str(vocab))
+    xtts.init_models()
+    torch.save({"model": xtts.state_dict()}, out / "model.pth")
+    config.save_json(str(out / "config.json"))
+    dvae = DiscreteVAE(num_tokens=args.gpt_num_audio_tokens - 2, **{**DVAE_ARGS, **TINY_DVAE_ARGS})
+    torch.save(dvae.state_dict(), out / "dvae.pth")
+    (out / "dvae_args.json").write_text(json.dumps(TINY_DVAE_ARGS))
+    torch.save(torch.ones(80), out / "mel_stats.pth")
+    return out

@@ -1,0 +1,300 @@
+"""Teach XTTS-v2 an accent, vocabulary or language variant with a LoRA adapter on its GPT.
+
+    accelerate launch recipes/xtts/train_adapter.py --config recipes/xtts/configs/pt_adapter.yaml
+    accelerate launch recipes/xtts/train_adapter.py --config recipes/xtts/configs/demo.yaml   # tiny, CPU, offline
+
+Only LoRA weights on the 30 GPT-2 blocks (c_attn, c_proj, c_fc; optionally the perceiver's attention)
+train; the DVAE, conditioning encoder/perceiver and HiFi-GAN stay frozen. Model classes are the
+upstream `coqui-tts` ones, so the merged `final/model.pth` + `config.json` + `vocab.json` load with
+`Xtts.load_checkpoint`. Steps, top to bottom:
+  1. base model (Hub id, local folder, or `tiny-random` built here) and data (schema / LJSpeech folder)
+  2. tokenise + length limits up front, counted in `skip_report.json`; DVAE codes once per clip
+  3. LoRA, trainable-parameter report, Trainer (loss: 0.01 x text CE + code CE, prompt masked per item)
+  4. adapter (`final/adapter/`), merged model (`final/`), model card, optional Hub push
+The base weights are under the Coqui Public Model License (non-commercial); so is what you train.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import Trainer, TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+TINY_RANDOM = "tiny-random"
+SUPPORTED_LANGUAGES = ("ar", "cs", "de", "en", "es", "fr", "hi", "hu", "it", "ja", "ko", "nl", "pl", "pt", "ru",
+                       "tr", "zh")
+
+
+@dataclass
+class XttsAdapterArguments:
+    base_model: str = field(default="coqui/XTTS-v2", metadata={
+        "help": "Hub id or local folder with config.json, model.pth, vocab.json, dvae.pth, mel_stats.pth; "
+                f"'{TINY_RANDOM}' builds a tiny random XTTS offline (demo/tests)."})
+    dataset: str = field(default="demo", metadata={
+        "help": "'demo', a data_prep save_to_disk folder, a Hub dataset id, or an LJSpeech folder "
+                "(metadata.csv with id|text or id|text|normalized, wavs/<id>.wav)."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config name."})
+    language: str = field(default="pt", metadata={"help": "XTTS language tag for every row (pt, it, es, ...)."})
+    languages: list[str] | None = field(default=None, metadata={"help": "Keep rows whose `language` is listed."})
+    dialects: list[str] | None = field(default=None, metadata={"help": "Keep rows whose `dialect` is listed."})
+    speakers: list[str] | None = field(default=None, metadata={"help": "Keep rows whose `speaker` is listed."})
+    ljspeech_speaker: str | None = field(default=None, metadata={"help": "Speaker name for an LJSpeech folder."})
+    validation_fraction: float = 0.1
+    max_audio_seconds: float = field(default=255_995 / 22_050, metadata={"help": "Upstream max_wav_length."})
+    min_audio_seconds: float = 0.5
+    max_text_tokens: int = 200
+    min_conditioning_seconds: float = 3.0
+    max_conditioning_seconds: float = 6.0
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    perceiver_adapter: bool = field(default=False, metadata={"help": "Also LoRA the perceiver's attention."})
+    text_ce_weight: float = 0.01
+    mel_ce_weight: float = 1.0
+    sample_text: str | None = field(default=None, metadata={
+        "help": "Sentence synthesised at each evaluation (TensorBoard); default: the first validation text."})
+    sample_max_new_tokens: int = field(default=600, metadata={"help": "Cap on generated codes for the samples."})
+    preprocessing_device: str | None = field(default=None, metadata={"help": "Device for DVAE coding."})
+
+    def __post_init__(self):
+        if self.language.split("-")[0] not in SUPPORTED_LANGUAGES:
+            raise ValueError(f"language '{self.language}' has no XTTS tokenizer support (one of "
+                             f"{SUPPORTED_LANGUAGES}); for a new language extend vocab.json and the tokenizer first, "
+                             "or tag a close variant with its parent language (e.g. pt for pt-br).")
+        if not 0 < self.min_conditioning_seconds <= self.max_conditioning_seconds:
+            raise ValueError("need 0 < min_conditioning_seconds <= max_conditioning_seconds")
+        if not 0 <= self.min_audio_seconds < self.max_audio_seconds:
+            raise ValueError("need 0 <= min_audio_seconds < max_audio_seconds")
+        if self.lora_r < 1 or self.max_text_tokens < 1:
+            raise ValueError("lora_r and max_text_tokens must be positive")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in (0, 1)")
+
+
+@dataclass
+class EvalSample:
+    """What the evaluation hook synthesises: a validation sentence in a validation speaker's voice."""
+
+    text: str
+    language: str
+    reference: object  # (1, T) float tensor at 22.05 kHz
+    max_new_tokens: int
+
+
+class XttsAdapterTrainer(Trainer):
+    """Trainer whose loss is the XTTS GPT loss; logs its two parts and audio samples at evaluation."""
+
+    def __init__(self, *args, xtts=None, sample=None, sample_logger=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False  # the loss normalises itself
+        self.xtts, self.sample, self.sample_logger = xtts, sample, sample_logger
+        self._parts = {"loss_text_ce": 0.0, "loss_mel_ce": 0.0}
+        self._parts_steps = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training:
+            for key in self._parts:
+                self._parts[key] += float(outputs[key]) / self.args.gradient_accumulation_steps
+            self._parts_steps += 1 / self.args.gradient_accumulation_steps
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+    def log(self, logs, *args, **kwargs):
+        if "loss" in logs and self._parts_steps > 0:
+            logs.update({k: round(v / self._parts_steps, 5) for k, v in self._parts.items()})
+            self._parts = {k: 0.0 for k in self._parts}
+            self._parts_steps = 0
+        super().log(logs, *args, **kwargs)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        import torch
+
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = model(**inputs)["loss"]
+        return loss.detach(), None, None
+
+    def evaluate(self, *args, **kwargs):
+        metrics = super().evaluate(*args, **kwargs)
+        if self.sample is not None and self.sample_logger is not None and self.is_world_process_zero():
+            from recipes.xtts.modeling import OUTPUT_SAMPLE_RATE, sample_speech
+
+            wave = sample_speech(self.xtts, self.sample.text, self.sample.language, self.sample.reference, 22_050,
+                                 max_new_tokens=self.sample.max_new_tokens)
+            self.sample_logger.log({"samples/validation": (wave.numpy(), OUTPUT_SAMPLE_RATE)}, self.state.global_step)
+        return metrics
+
+
+def write_card(final: Path, args: XttsAdapterArguments, reports, metrics: dict, trainable: int, total: int):
+    from recipes.common import write_model_card
+
+    kept = ", ".join(r.summary() for r in reports)
+    usage = (
+        "```python\n"
+        "from TTS.tts.configs.xtts_config import XttsConfig\n"
+        "from TTS.tts.models.xtts import Xtts\n\n"
+        "config = XttsConfig(); config.load_json(\"config.json\")\n"
+        "model = Xtts(config)\n"
+        "model.load_checkpoint(config, checkpoint_dir=\".\", eval=True)\n"
+        f"out = model.synthesize(\"...\", speaker_wav=\"reference.wav\", language=\"{args.language}\")\n"
+        "```\n\nor `python recipes/xtts/generate.py --model_path . --text ... --reference reference.wav`."
+    )
+    path = write_model_card(
+        str(final), title=f"XTTS-v2 LoRA adapter ({args.language})",
+        base_model=None if args.base_model == TINY_RANDOM else args.base_model,
+        license="other", language=[args.language.split("-")[0]],
+        summary=(f"A LoRA adapter (r={args.lora_r}, alpha={args.lora_alpha}) on the GPT-2 blocks of XTTS-v2, trained "
+                 f"on `{args.dataset}`, plus the merged checkpoint (`model.pth`, `config.json`, `vocab.json`) "
+                 "that standard coqui-tts XTTS inference loads."),
+        sections={
+            "License": "The base weights are released under the **Coqui Public Model License (CPML)**, which allows "
+                       "non-commercial use only (https://coqui.ai/cpml). This adapter and the merged model are "
+                       "derived from them and carry the same restriction.",
+            "Files": "`model.pth`, `config.json`, `vocab.json`: merged model for `Xtts.load_checkpoint`. "
+                     "`adapter/`: the peft LoRA adapter (adapter_model.safetensors + adapter_config.json).",
+            "Training": f"Trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%). "
+                        f"Loss: {args.text_ce_weight} x text CE + {args.mel_ce_weight} x audio-code CE, the "
+                        f"conditioning prompt masked per item. Data after filtering: {kept}.",
+            "Usage": usage,
+        },
+        tags=["xtts", "coqui", "lora", "peft"], metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
+    )
+    # The Hub names non-standard licences through license_name/license_link (as coqui/XTTS-v2 does).
+    text = path.read_text().replace("license: other\n", "license: other\nlicense_name: coqui-public-model-license\n"
+                                    "license_link: https://coqui.ai/cpml\n", 1)
+    path.write_text(text)
+    return path
+
+
+def build_tiny_base_for(data, out_dir: Path, language: str) -> Path:
+    from recipes.xtts.tiny import build_tiny_base
+
+    texts = [(t, language) for split in data.values() for t in split["text"]]
+    return build_tiny_base(out_dir, texts)
+
+
+def main(args: XttsAdapterArguments, training_args: TrainingArguments):
+    import torch
+
+    from recipes.common import AudioSampleLogger, log_trainable_parameters, push_folder_to_hub, resume_checkpoint
+    from recipes.xtts import data as xdata
+    from recipes.xtts import modeling
+
+    output_dir = Path(training_args.output_dir)
+    push_repo = (training_args.hub_model_id or output_dir.name) if training_args.push_to_hub else None
+    # The Trainer would push bare adapter checkpoints; we push merged model + adapter + card at the end.
+    training_args.push_to_hub = False
+
+    # 1. Data (22.05 kHz) and base model.
+    data = xdata.load_splits(args.dataset, language=args.language, dataset_config=args.dataset_config,
+                             languages=args.languages, dialects=args.dialects, speakers=args.speakers,
+                             validation_fraction=args.validation_fraction, seed=training_args.seed,
+                             ljspeech_speaker=args.ljspeech_speaker)
+    with training_args.main_process_first(desc="base model"):
+        if args.base_model == TINY_RANDOM:
+            base_dir = output_dir / "tiny-base"
+            if not (base_dir / "model.pth").is_file():
+                build_tiny_base_for(data, base_dir, args.language)
+        else:
+            base_dir = modeling.resolve_base_model(args.base_model)
+    config, xtts = modeling.load_xtts(base_dir)
+    gpt = xtts.gpt
+    limits = xdata.Limits(max_audio_samples=int(args.max_audio_seconds * modeling.GPT_SAMPLE_RATE),
+                          min_audio_samples=int(args.min_audio_seconds * modeling.GPT_SAMPLE_RATE),
+                          max_text_tokens=args.max_text_tokens)
+    if args.max_text_tokens > config.model_args.gpt_max_text_tokens:
+        raise ValueError(f"max_text_tokens {args.max_text_tokens} > the model's gpt_max_text_tokens "
+                         f"{config.model_args.gpt_max_text_tokens}")
+    max_codes = -(-limits.max_audio_samples // gpt.code_stride_len)
+    if max_codes + 5 > gpt.max_mel_tokens:
+        raise ValueError(f"max_audio_seconds {args.max_audio_seconds} gives {max_codes} codes; the model's position "
+                         f"table holds {gpt.max_mel_tokens - 5}. Lower max_audio_seconds.")
+
+    # 2. Filters up front (counted), then DVAE codes once.
+    device = args.preprocessing_device or training_args.device  # this rank's accelerator
+    dvae_file = base_dir / "dvae.pth"
+    dvae_identity = f"{dvae_file.resolve()}:{dvae_file.stat().st_size}:{dvae_file.stat().st_mtime_ns}"
+    coder = modeling.DvaeCoder.from_base(base_dir, config)
+    splits, reports = {}, []
+    with training_args.main_process_first(desc="tokenise + DVAE codes"):
+        for name, split in data.items():
+            split, report = xdata.tokenize_and_filter(split, xtts.tokenizer, args.language, limits, name)
+            splits[name] = xdata.add_audio_codes(split, coder, limits, report, device=device, cache_key=dvae_identity)
+            reports.append(report)
+            logger.info(report.summary())
+    del coder
+    if training_args.process_index == 0:
+        logger.info("skip report: %s", xdata.write_skip_reports(reports, training_args.output_dir))
+    if len(splits["train"]) == 0:
+        raise ValueError(f"no training rows left after filtering: {reports[0].summary()}")
+    cond_range = (int(args.min_conditioning_seconds * modeling.GPT_SAMPLE_RATE),
+                  int(args.max_conditioning_seconds * modeling.GPT_SAMPLE_RATE))
+    train_set = xdata.XttsTrainingDataset(splits["train"], *cond_range)
+    eval_set = xdata.XttsTrainingDataset(splits["validation"], *cond_range, is_eval=True) \
+        if len(splits["validation"]) else None
+
+    # 3. LoRA on the frozen model.
+    model = modeling.XttsAdapterModel(xtts, args.text_ce_weight, args.mel_ce_weight)
+    spec = modeling.AdapterSpec(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                                perceiver=args.perceiver_adapter)
+    base_name = str(base_dir.resolve()) if args.base_model == TINY_RANDOM else args.base_model
+    peft_model = modeling.add_lora(model, spec, base_model=base_name)
+    trainable, total = log_trainable_parameters(peft_model, log=print)
+    if training_args.gradient_checkpointing:
+        # The wrapper is no PreTrainedModel; checkpoint the GPT-2 stack itself.
+        gpt.gpt.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        training_args.gradient_checkpointing = False
+
+    sample = None
+    if eval_set is not None or args.sample_text:
+        reference_split = splits["validation"] if eval_set is not None else splits["train"]
+        from data_prep.audio import decode_audio
+
+        reference = torch.from_numpy(decode_audio(reference_split[0]["audio"], modeling.GPT_SAMPLE_RATE)[0])[None]
+        sample = EvalSample(args.sample_text or reference_split[0]["text"], args.language, reference,
+                         args.sample_max_new_tokens)
+    report_to = training_args.report_to or []
+    # Beside the Trainer's own runs/<date>_<host> folder, so one `tensorboard --logdir <output_dir>/runs` shows both.
+    sample_logger = AudioSampleLogger(os.getenv("TENSORBOARD_LOGGING_DIR") or str(output_dir / "runs" / "samples"),
+                                      str(output_dir), report_to) if report_to else None
+
+    trainer = XttsAdapterTrainer(model=peft_model, args=training_args, train_dataset=train_set,
+                                 eval_dataset=eval_set, data_collator=xdata.XttsCollator(), xtts=xtts,
+                                 sample=sample, sample_logger=sample_logger)
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    metrics = dict(result.metrics)
+    if eval_set is not None:
+        metrics.update(trainer.evaluate())
+
+    # 4. Adapter, merged model, card, push.
+    if trainer.is_world_process_zero():
+        final = output_dir / "final"
+        peft_model.save_pretrained(str(final / "adapter"))
+        modeling.save_merged(peft_model, base_dir, final)
+        # What generate.py needs beyond upstream's files: the language tag it was trained with.
+        (final / modeling.RECIPE_INFO).write_text(json.dumps({"language": args.language, "base_model": base_name}))
+        write_card(final, args, reports, metrics, trainable, total)
+        print(f"adapter: {final / 'adapter'}\nmerged XTTS (model.pth, config.json, vocab.json): {final}")
+        if push_repo:
+            print(push_folder_to_hub(str(final), push_repo, private=training_args.hub_private_repo or False,
+                                     ignore_patterns=["checkpoint-*", "runs/*", "optimizer*"]))
+
+
+def make_parser():
+    from trl import TrlParser
+
+    return TrlParser((XttsAdapterArguments, TrainingArguments))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main(*make_parser().parse_args_and_config())
