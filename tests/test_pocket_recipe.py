@@ -182,10 +182,23 @@ def _run_demo(tmp_path, max_steps, extra=()):
     return main(script_args, training_args)
 
 
-def test_demo_trains_resumes_exports_and_logs_samples(tmp_path):
-    first = _run_demo(tmp_path, 2)
+def test_demo_trains_resumes_exports_and_logs_samples(tmp_path, monkeypatch):
+    import recipes.common
+
+    pushed = {}
+
+    def fake_push(folder, repo_id, **kwargs):
+        pushed.update(repo_id=repo_id, config=(Path(folder) / "config.yaml").read_text(),
+                      files=sorted(p.name for p in Path(folder).iterdir()))
+        return f"https://huggingface.co/{repo_id}"
+
+    monkeypatch.setattr(recipes.common, "push_folder_to_hub", fake_push)
+    first = _run_demo(tmp_path, 2, ["--eval_strategy", "no"])
     assert first.state.global_step == 2 and (tmp_path / "run/checkpoint-2/ema.safetensors").exists()
-    second = _run_demo(tmp_path, 3)
+    assert not pushed
+    second = _run_demo(tmp_path, 3, ["--push_to_hub", "true", "--hub_model_id", "me/pocket-demo"])
+    assert pushed["repo_id"] == "me/pocket-demo" and "hf://me/pocket-demo/model.safetensors" in pushed["config"]
+    assert {"README.md", "model.safetensors", "tokenizer.model", "tts_recipes.json"} <= set(pushed["files"])
     assert second.state.global_step == 3
     steps = [e["step"] for e in second.state.log_history if "loss" in e]
     assert steps[-1] == 3 and 1 in steps and 2 in steps  # history restored from checkpoint-2
@@ -196,5 +209,36 @@ def test_demo_trains_resumes_exports_and_logs_samples(tmp_path):
     export = tmp_path / "run/pocket_tts"
     assert {"config.yaml", "model.safetensors", "tokenizer.model", "README.md", "tts_recipes.json"} <= {
         p.name for p in export.iterdir()}
-    assert "pocket-tts" in (export / "README.md").read_text()
+    card = (export / "README.md").read_text()
+    assert "pocket-tts" in card and "eval_loss" in card
     assert list((tmp_path / "run/runs").rglob("events.out.tfevents*"))
+
+
+def test_real_config_offline_fails_with_a_clear_message(tmp_path):
+    from trl import TrlParser
+
+    from recipes.pocket.finetune_multilingual import main, make_parser_types
+
+    argv = ["x", "--config", str(ROOT / "recipes/pocket/configs/fr.yaml"), "--dataset", "demo", "--use_cpu", "true",
+            "--bf16", "false", "--output_dir", str(tmp_path / "fr"), "--vocab_size", "128"]
+    old, sys.argv = sys.argv, argv
+    try:
+        script_args, training_args = TrlParser(make_parser_types()).parse_args_and_config()
+    finally:
+        sys.argv = old
+    with pytest.raises(SystemExit, match=r"(?s)kyutai/pocket-tts.*configs/demo.yaml"):
+        main(script_args, training_args)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_smoke(tmp_path):
+    """Two CPU ranks over gloo (torchrun), as `accelerate launch --multi_gpu` would run them on GPUs."""
+    import os
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "recipes/pocket/finetune_multilingual.py",
+           "--config", "recipes/pocket/configs/demo.yaml", "--output_dir", str(tmp_path / "ddp"), "--max_steps", "2",
+           "--per_device_train_batch_size", "2", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp/pocket_tts/model.safetensors").exists()

@@ -178,6 +178,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     import safetensors.torch
     import sentencepiece
     import torch
+    from datasets import concatenate_datasets
 
     from data_prep.audio import decode_audio
     from recipes.common import (AudioSampleLogger, library_versions, log_trainable_parameters,
@@ -199,10 +200,20 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
         data = load_recipe_dataset(script_args.dataset, languages=script_args.languages or None,
                                    seed=training_args.seed)
     train_set, train_skipped = attach_prompt_candidates(data["train"], script_args.max_duration_sec, what="train")
-    eval_set, eval_skipped = attach_prompt_candidates(data["validation"], script_args.max_duration_sec,
-                                                      what="validation", pool=train_set)
+    # Prompts are read from one pool: the train clips first (train indices stay valid), then the validation
+    # clips, so a validation speaker absent from train can still be prompted with another of its clips.
+    pool_columns = [c for c in train_set.column_names if c not in ("row_index", "prompt_candidates")]
+    prompt_pool = concatenate_datasets([train_set.select_columns(pool_columns),
+                                        data["validation"].select_columns(pool_columns)])
+    try:
+        eval_set, eval_skipped = attach_prompt_candidates(data["validation"], script_args.max_duration_sec,
+                                                          what="validation", pool=prompt_pool)
+    except ValueError as err:
+        if training_args.eval_strategy != "no":
+            raise ValueError(f"{err} Set eval_strategy: 'no' or give the validation split usable rows.") from err
+        eval_set, eval_skipped = None, {"unusable": len(data["validation"])}
     languages = sorted({row_language(r) for r in train_set.remove_columns("audio")})
-    logger.info("train %d clips, validation %d clips, languages %s", len(train_set), len(eval_set), languages)
+    logger.info("train %d clips, validation %d clips, languages %s", len(train_set), len(eval_set) if eval_set is not None else 0, languages)
 
     # --- tokenizer: ours, trained on the training text ------------------------------------------
     tokenizer_path = script_args.tokenizer_path
@@ -247,7 +258,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     sample_logger = AudioSampleLogger(os.environ.get("TENSORBOARD_LOGGING_DIR") or str(out / "runs" / "samples"), str(out),
                                       training_args.report_to)
     by_language: dict[str, list[int]] = {}
-    for i, row in enumerate(eval_set.remove_columns("audio")):
+    for i, row in enumerate(eval_set.remove_columns("audio") if eval_set is not None else []):
         by_language.setdefault(row_language(row), []).append(i)
 
     def synthesize_samples(trained_model, step: int):
@@ -261,7 +272,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
             for language, rows in sorted(by_language.items()):
                 for n, i in enumerate(rows[: script_args.eval_num_samples]):
                     row = eval_set[i]
-                    prompt_wave, sr = decode_audio(train_set[rng.choice(row["prompt_candidates"])]["audio"])
+                    prompt_wave, sr = decode_audio(prompt_pool[rng.choice(row["prompt_candidates"])]["audio"])
                     torch.manual_seed(step)
                     state = voice_state_from_wave(tts_model, prompt_wave, sr)
                     wave = speak(tts_model, state, row["text"], language, script_args.use_language_tag)
@@ -273,15 +284,15 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
             trained_model.train(was_training)
 
     # --- train ------------------------------------------------------------------------------------
-    collator = PocketCollator(train_set, tokenizer_path, frame_size=model.frame_size,
+    # The Trainer would push its training wrapper on every save; the Hub gets the pocket_tts export instead.
+    push_export, training_args.push_to_hub = training_args.push_to_hub, False
+    collator = PocketCollator(prompt_pool, tokenizer_path, frame_size=model.frame_size,
                               max_prompt_seconds=script_args.max_prompt_seconds,
                               use_language_tag=script_args.use_language_tag, seed=training_args.seed)
     trainer = make_trainer_class()(
         model=model, args=training_args, train_dataset=train_set,
         eval_dataset=eval_set if training_args.eval_strategy != "no" else None,
         data_collator=collator, callbacks=make_callbacks(ema, synthesize_samples))
-    # The Trainer would push its training wrapper on every save; the Hub gets the pocket_tts export instead.
-    push_export, training_args.push_to_hub = training_args.push_to_hub, False
     checkpoint = resume_checkpoint(training_args)
     if checkpoint and os.path.isfile(Path(checkpoint) / "ema.safetensors"):
         ema.load_state_dict(safetensors.torch.load_file(str(Path(checkpoint) / "ema.safetensors")))
@@ -290,7 +301,11 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
-    eval_metrics = trainer.evaluate() if training_args.eval_strategy != "no" else {}
+    eval_metrics = {}
+    if training_args.eval_strategy != "no":
+        # Reuse an evaluation that ran on the final step rather than synthesising the samples twice.
+        last = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == trainer.state.global_step]
+        eval_metrics = {k: v for k, v in last[-1].items() if k.startswith("eval_")} if last else trainer.evaluate()
 
     # --- export: weights + config + tokenizer that pocket_tts loads; card; Hub -----------------
     if trainer.is_world_process_zero():
