@@ -1,0 +1,271 @@
+"""Pocket TTS data: manifests, text normalisation, same-speaker voice prompts and the collator.
+
+Rows come from `data_prep.loading.load_prepared_dataset` (schema columns) or from a JSON manifest
+`[{"audio_path", "text", "language", "duration", optional "speaker"/"client_id"}]`.
+Every training target gets its voice prompt from ANOTHER clip of the same speaker (Common Voice:
+the same `client_id`), so prompt and target never overlap; clips whose speaker has no other clip
+are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_RATE = 24_000
+MANIFEST_KEYS = ("audio_path", "text", "language", "duration")
+
+
+# --- text ------------------------------------------------------------------------------------------
+
+def language_tag(language: str) -> str:
+    """The piece a shared multilingual model reads first: Pocket has no language id of its own."""
+    return f"<{language}>"
+
+
+def normalize_text(text: str, language: str | None = None, use_language_tag: bool = False) -> str:
+    """The text exactly as `pocket_tts` will present it at inference (capital first letter, final
+    punctuation), so training and generation see the same strings; optionally language-tagged."""
+    from pocket_tts.models.text_chunking import prepare_text_prompt
+
+    prepared, _ = prepare_text_prompt(text, pad_with_spaces_for_short_inputs=False, remove_semicolons=False)
+    if use_language_tag:
+        if not language:
+            raise ValueError(f"use_language_tag needs a language for text {text!r}")
+        return f"{language_tag(language)} {prepared}"
+    return prepared
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences, so that each generation chunk can carry its own language tag."""
+    parts = [p.strip() for p in re.split(r"(?<=[.!?\u2026])\s+", text.strip())]
+    return [p for p in parts if p]
+
+
+# --- manifests (import / export) -------------------------------------------------------------------
+
+def read_manifest_dataset(path: str, sampling_rate: int = SAMPLING_RATE):
+    """A schema `Dataset` from a JSON (list) or JSON-lines manifest; relative paths are resolved
+    against the manifest's folder. Missing keys / files fail naming the row and the fix."""
+    from datasets import Dataset
+
+    from data_prep.schema import schema_features
+
+    base = Path(path).parent
+    with open(path, encoding="utf-8") as f:
+        content = f.read()
+    rows = json.loads(content) if content.lstrip().startswith("[") else [json.loads(x) for x in content.splitlines() if x.strip()]
+    columns: dict[str, list] = defaultdict(list)
+    for number, row in enumerate(rows):
+        missing = [k for k in MANIFEST_KEYS if k not in row]
+        if missing:
+            raise ValueError(f"{path}: row {number} lacks {missing} (has {sorted(row)}); every row needs {list(MANIFEST_KEYS)}.")
+        audio_path = Path(row["audio_path"])
+        audio_path = audio_path if audio_path.is_absolute() else base / audio_path
+        if not audio_path.exists():
+            raise FileNotFoundError(f"{path}: row {number}: audio file {audio_path} does not exist; fix the path or drop the row.")
+        speaker = row.get("speaker") or row.get("client_id") or f"{audio_path.stem}"
+        columns["id"].append(str(row.get("id") or audio_path.stem))
+        columns["audio"].append(str(audio_path))
+        columns["text"].append(row["text"])
+        columns["speaker"].append(str(speaker))
+        columns["dialect"].append(str(row.get("dialect") or row["language"]).lower())
+        columns["language"].append(str(row["language"]).lower())
+        columns["duration"].append(float(row["duration"]))
+    return Dataset.from_dict(dict(columns), features=schema_features(sampling_rate))
+
+
+def write_manifest(dataset, out_dir: str, audio_subdir: str = "clips") -> Path:
+    """Export a schema dataset as WAV files + `manifest.json` in the manifest format."""
+    from tqdm.auto import tqdm
+
+    from data_prep.audio import decode_audio, write_audio
+
+    out = Path(out_dir)
+    (out / audio_subdir).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for row in tqdm(dataset, desc="exporting manifest", total=len(dataset)):
+        wave, sr = decode_audio(row["audio"])
+        relative = f"{audio_subdir}/{row['id']}.wav"
+        write_audio(out / relative, wave, sr)
+        rows.append({"audio_path": relative, "text": row["text"], "language": row.get("language") or row["dialect"],
+                     "duration": round(len(wave) / sr, 3), "speaker": row["speaker"], "id": row["id"]})
+    path = out / "manifest.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def load_recipe_dataset(dataset: str, *, languages=None, validation_fraction=0.1, seed=0, sampling_rate=SAMPLING_RATE):
+    """`demo` | a save_to_disk folder | a Hub id (data_prep.loading) | a `.json`/`.jsonl` manifest."""
+    from datasets import Audio, DatasetDict
+
+    from data_prep.loading import load_prepared_dataset, split_train_validation
+
+    if dataset.endswith((".json", ".jsonl")) and os.path.isfile(dataset):
+        data = read_manifest_dataset(dataset, sampling_rate)
+        if languages:
+            keep = set(languages)
+            data = data.filter(lambda lang: lang in keep, input_columns=["language"])
+        split = split_train_validation(data, validation_fraction, seed)
+        return DatasetDict({k: v.cast_column("audio", Audio(sampling_rate=sampling_rate)) for k, v in split.items()})
+    return load_prepared_dataset(dataset, sampling_rate=sampling_rate, languages=languages,
+                                 validation_fraction=validation_fraction, seed=seed)
+
+
+def row_language(row: dict) -> str:
+    return row.get("language") or row["dialect"]
+
+
+# --- voice prompts ---------------------------------------------------------------------------------
+
+def attach_prompt_candidates(dataset, max_duration: float, min_duration: float = 0.3, what: str = "train",
+                             pool=None):
+    """Add `row_index` and `prompt_candidates` (indices into `pool`, default `dataset` itself, of the
+    speaker's OTHER clips) and drop rows that cannot train: empty text, too long/short, or a speaker
+    with no other clip in the pool. Validation rows take prompts from the train split (pass it as
+    `pool`, already processed). Returns (dataset, Counter of skip reasons); the counts are logged."""
+    skipped: Counter = Counter()
+    usable = []
+    for i, (text, duration) in enumerate(zip(dataset["text"], dataset["duration"])):
+        if not text or not text.strip():
+            skipped["empty text"] += 1
+        elif duration > max_duration:
+            skipped[f"longer than max_duration_sec={max_duration}"] += 1
+        elif duration < min_duration:
+            skipped[f"shorter than {min_duration}s"] += 1
+        else:
+            usable.append(i)
+    speakers, ids = dataset["speaker"], dataset["id"]
+    if pool is None:
+        pool_speakers, pool_ids, pool_rows = speakers, ids, usable
+        position = {old: new for new, old in enumerate(usable)}
+    else:
+        pool_speakers, pool_ids = pool["speaker"], pool["id"]
+        pool_rows = list(range(len(pool)))
+        position = {i: i for i in pool_rows}
+    by_speaker: dict[str, list[int]] = defaultdict(list)
+    for j in pool_rows:
+        by_speaker[pool_speakers[j]].append(j)
+    keep, candidates = [], []
+    for i in usable:
+        others = [position[j] for j in by_speaker.get(speakers[i], []) if pool_ids[j] != ids[i]]
+        if others:
+            keep.append(i)
+            candidates.append(others)
+        else:
+            skipped["speaker has no other clip for a voice prompt"] += 1
+    if skipped:
+        logger.warning("%s: skipped %d of %d rows: %s", what, sum(skipped.values()), len(dataset), dict(skipped))
+    if not keep:
+        raise ValueError(f"{what}: no usable rows left ({dict(skipped)}). Pocket needs >= 2 clips per speaker "
+                         "(voice prompt from another clip of the same speaker); manifests need a \"speaker\" or "
+                         "\"client_id\" per row.")
+    if pool is None and len(keep) != len(usable):
+        # Rows dropped after the positions were assigned: recompute against the kept rows only.
+        dataset, _ = attach_prompt_candidates(dataset.select(keep), max_duration, min_duration, what)
+        return dataset, skipped
+    dataset = dataset.select(keep)
+    dataset = dataset.add_column("row_index", list(range(len(dataset))))
+    dataset = dataset.add_column("prompt_candidates", candidates)
+    return dataset, skipped
+
+
+def trim_trailing_silence(wave: np.ndarray, sr: int, floor_db: float = 35.0, keep_after_s: float = 0.2) -> np.ndarray:
+    """Cut trailing silence, keeping `keep_after_s` after the last 20 ms frame within `floor_db` of the
+    loudest, so EOS is learned at a consistent distance from the end of speech."""
+    frame = int(0.02 * sr)
+    n = len(wave) // frame
+    if n == 0:
+        return wave
+    rms = np.sqrt(np.mean(wave[: n * frame].reshape(n, frame) ** 2, axis=1)) + 1e-12
+    db = 20 * np.log10(rms)
+    last_loud = int(np.nonzero(db > db.max() - floor_db)[0][-1])
+    end = min(len(wave), (last_loud + 1) * frame + int(keep_after_s * sr))
+    return wave[:end]
+
+
+def prepare_prompt(wave: np.ndarray, sr: int, max_seconds: float, rng: random.Random) -> np.ndarray:
+    """A <= max_seconds window of another clip, ending on a short pause as at inference
+    (pocket_tts' own `end_on_pause`, which `get_state_for_audio_prompt` applies)."""
+    from pocket_tts.data.audio_utils import end_on_pause
+
+    wave = trim_trailing_silence(wave, sr, keep_after_s=0.0)
+    limit = int(max_seconds * sr)
+    if len(wave) > limit:
+        start = rng.randint(0, len(wave) - limit)
+        wave = wave[start: start + limit]
+    return end_on_pause(torch.from_numpy(np.ascontiguousarray(wave))[None], sr)[0].numpy()
+
+
+# --- collator --------------------------------------------------------------------------------------
+
+def _pad_waves(waves: list[np.ndarray], multiple: int, extra: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(w) for w in waves])
+    width = int(-(-int(lengths.max()) // multiple) * multiple) + extra
+    out = torch.zeros(len(waves), 1, width)
+    for i, w in enumerate(waves):
+        out[i, 0, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+    return out, lengths
+
+
+@dataclass
+class PocketCollator:
+    """Decodes target + prompt audio, trims, tokenises; Mimi encoding happens on the device.
+
+    Targets are padded to whole Mimi frames plus `frame_size` so that every clip, the longest
+    included, has at least one frame after its speech where EOS is the target.
+    """
+
+    prompt_pool: object  # the split `prompt_candidates` index into (the train split)
+    tokenizer_path: str
+    frame_size: int = 1920
+    sampling_rate: int = SAMPLING_RATE
+    max_prompt_seconds: float = 5.0
+    use_language_tag: bool = False
+    seed: int = 0
+    _rng: random.Random = field(default=None, init=False, repr=False)
+    _sp: object = field(default=None, init=False, repr=False)
+
+    def _tokenizer(self):
+        if self._sp is None:
+            import sentencepiece
+
+            self._sp = sentencepiece.SentencePieceProcessor(model_file=self.tokenizer_path)
+            self._rng = random.Random(self.seed + os.getpid())
+        return self._sp
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        from data_prep.audio import decode_audio
+
+        sp = self._tokenizer()
+        targets, prompts, token_ids = [], [], []
+        for row in features:
+            wave, _ = decode_audio(row["audio"], target_sr=self.sampling_rate)
+            targets.append(trim_trailing_silence(wave, self.sampling_rate))
+            other = self.prompt_pool[self._rng.choice(row["prompt_candidates"])]
+            prompt_wave, _ = decode_audio(other["audio"], target_sr=self.sampling_rate)
+            prompts.append(prepare_prompt(prompt_wave, self.sampling_rate, self.max_prompt_seconds, self._rng))
+            text = normalize_text(row["text"], row_language(row), self.use_language_tag)
+            ids = sp.encode(text, out_type=int)
+            if not ids:
+                raise ValueError(f"row {row.get('id')}: text {row['text']!r} tokenises to nothing")
+            token_ids.append(ids)
+        audio, audio_lengths = _pad_waves(targets, self.frame_size, extra=self.frame_size)
+        prompt_audio, prompt_lengths = _pad_waves(prompts, self.frame_size)
+        text_lengths = torch.tensor([len(t) for t in token_ids])
+        text = torch.zeros(len(token_ids), int(text_lengths.max()), dtype=torch.long)
+        for i, ids in enumerate(token_ids):
+            text[i, : len(ids)] = torch.tensor(ids)
+        return {"audio": audio, "audio_lengths": audio_lengths, "prompt_audio": prompt_audio,
+                "prompt_lengths": prompt_lengths, "text_ids": text, "text_lengths": text_lengths}

@@ -1,0 +1,244 @@
+"""Pocket TTS recipe: configs, data (manifests, prompts, EOS frame), export loaded by upstream
+`pocket_tts`, the Synthesizer protocol, and a short demo run with resume."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "recipes" / "pocket" / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def demo_splits():
+    from recipes.pocket.data import attach_prompt_candidates, load_recipe_dataset
+
+    data = load_recipe_dataset("demo", languages=["fr", "de", "pt-br"])
+    train, _ = attach_prompt_candidates(data["train"], 30.0)
+    validation, _ = attach_prompt_candidates(data["validation"], 30.0, what="validation", pool=train)
+    return train, validation
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory, demo_splits):
+    from recipes.pocket.train_tokenizer import tokenizer_texts, train_tokenizer
+
+    train, _ = demo_splits
+    out = tmp_path_factory.mktemp("tok") / "tokenizer"
+    return str(train_tokenizer(tokenizer_texts(train, True), str(out), vocab_size=96,
+                               user_symbols=["<fr>", "<de>", "<pt-br>"]))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_config_parses(config, monkeypatch):
+    from trl import TrlParser
+
+    from recipes.pocket.finetune_multilingual import make_parser_types
+
+    # The real configs ask for bf16, which TrainingArguments refuses on a machine with no GPU.
+    no_gpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    monkeypatch.setattr(sys, "argv", ["finetune_multilingual.py", "--config", str(config), *no_gpu])
+    script_args, training_args = TrlParser(make_parser_types()).parse_args_and_config()
+    text = config.read_text()
+    assert text.startswith("#") and "Hardware:" in text[:1500] and "Global batch" in text[:1500]
+    assert training_args.remove_unused_columns is False
+    assert training_args.adam_beta2 == 0.95 and training_args.weight_decay == 0.1
+    if config.name != "demo.yaml":
+        assert script_args.base_model == "english_2026-04_24l" and script_args.pretrained_weights == "base"
+        assert training_args.learning_rate == 2e-4
+        assert training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps >= 8
+
+
+def test_help_works():
+    result = subprocess.run([sys.executable, "recipes/pocket/finetune_multilingual.py", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--flow_batch_multiplier" in result.stdout and "--use_language_tag" in result.stdout
+
+
+def test_prompts_come_from_other_clips_of_the_same_speaker(demo_splits):
+    train, validation = demo_splits
+    for split in (train, validation):
+        for row in split.remove_columns("audio"):
+            assert row["prompt_candidates"]
+            for j in row["prompt_candidates"]:
+                assert train[j]["speaker"] == row["speaker"] and train[j]["id"] != row["id"]
+
+
+def test_speaker_without_second_clip_is_counted_not_silently_dropped(tmp_path):
+    from datasets import Dataset
+
+    from data_prep.schema import schema_features
+    from recipes.pocket.data import attach_prompt_candidates
+
+    tone = str(tmp_path / "a.wav")
+    from data_prep.audio import write_audio
+
+    write_audio(tone, np.sin(np.arange(24000) / 10).astype(np.float32) * 0.3, 24000)
+    rows = {"id": ["a", "b", "c", "d"], "audio": [tone] * 4, "text": ["Un.", "Deux.", "Trois.", "  "],
+            "speaker": ["s1", "s1", "s2", "s1"], "dialect": ["fr"] * 4, "duration": [1.0] * 4, "language": ["fr"] * 4}
+    data, skipped = attach_prompt_candidates(Dataset.from_dict(rows, features=schema_features()), 30.0)
+    assert data["id"] == ["a", "b"] and data["prompt_candidates"] == [[1], [0]]
+    assert skipped == {"speaker has no other clip for a voice prompt": 1, "empty text": 1}
+
+
+def test_manifest_round_trip(tmp_path, demo_splits):
+    from recipes.pocket.data import load_recipe_dataset, write_manifest
+
+    train, _ = demo_splits
+    path = write_manifest(train.select(range(6)), str(tmp_path / "export"))
+    rows = json.loads(path.read_text())
+    assert set(rows[0]) >= {"audio_path", "text", "language", "duration"}
+    data = load_recipe_dataset(str(path), validation_fraction=0.2)
+    again = data["train"].select_columns(["text", "language", "speaker"]).to_list() + \
+        data["validation"].select_columns(["text", "language", "speaker"]).to_list()
+    assert sorted(r["text"] for r in again) == sorted(r["text"] for r in rows)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"audio_path": "x.wav", "text": "hola"}]))
+    with pytest.raises(ValueError, match=r"row 0 lacks \['language', 'duration'\]"):
+        load_recipe_dataset(str(bad))
+
+
+def test_collator_trims_silence_and_leaves_an_eos_frame(demo_splits, tokenizer):
+    from recipes.pocket.data import PocketCollator, trim_trailing_silence
+
+    wave = np.concatenate([0.5 * np.sin(np.arange(24000) / 5), np.zeros(48000)]).astype(np.float32)
+    trimmed = trim_trailing_silence(wave, 24000)
+    assert 24000 <= len(trimmed) <= 24000 + int(0.2 * 24000) + 480
+
+    train, _ = demo_splits
+    batch = PocketCollator(train, tokenizer, use_language_tag=True)([train[i] for i in range(4)])
+    frames = -(-batch["audio_lengths"] // 1920)
+    assert batch["audio"].shape[-1] // 1920 >= int(frames.max()) + 1  # the longest clip too has an EOS target
+    assert batch["audio"].shape[-1] % 1920 == 0
+    assert torch.all(batch["text_lengths"] > 1) and batch["prompt_audio"].shape[0] == 4
+    for i in range(4):  # prompts end on the short pause pocket_tts' end_on_pause leaves
+        assert batch["prompt_audio"][i, 0, batch["prompt_lengths"][i] - 1900: batch["prompt_lengths"][i]].abs().max() == 0
+
+
+def test_export_loads_and_speaks_in_pocket_tts(tmp_path, tokenizer, demo_splits):
+    import sentencepiece
+    from pocket_tts import TTSModel
+
+    from data_prep.audio import decode_audio
+    from recipes.common import Synthesizer
+    from recipes.pocket import modeling
+    from recipes.pocket.generate import load_synthesizer
+
+    n_bins = sentencepiece.SentencePieceProcessor(model_file=tokenizer).vocab_size()
+    config = modeling.with_tokenizer(modeling.load_base_config(modeling.TINY_MODEL_CONFIG), tokenizer, n_bins)
+    torch.manual_seed(0)
+    model = modeling.PocketTTSForTraining(modeling.build_tts_model(config, pretrained_weights=None))
+    ema = modeling.WeightEMA(model.flow_lm)
+    for p in model.flow_lm.parameters():  # make the EMA differ from the live weights
+        p.data.add_(1.0)
+    export = modeling.export_pocket_model(model, ema, str(tmp_path / "export"), tokenizer,
+                                          languages=["de", "fr", "pt-br"], use_language_tag=True, hub_repo_id="me/pocket")
+    threads = torch.get_num_threads()
+    loaded = TTSModel.load_model(config=str(export / "config.yaml"))
+    torch.set_num_threads(threads)
+    exported = loaded.flow_lm.state_dict()
+    for name, value in ema.shadow.items():
+        assert torch.equal(exported[name], value), name  # the export holds the EMA weights
+    assert not any(k.startswith("time_weighting") or "w_s_t" in k for k in loaded.state_dict())
+    assert "hf://me/pocket/model.safetensors" in (export / "config_hub.yaml").read_text()
+
+    train, _ = demo_splits
+    wave, sr = decode_audio(train[0]["audio"])
+    torch.manual_seed(0)
+    state = loaded.get_state_for_audio_prompt(torch.from_numpy(wave)[None])
+    audio = loaded.generate_audio(state, "<fr> Bonjour.")
+    assert audio.ndim == 1 and audio.numel() >= 1920 and torch.isfinite(audio).all()
+
+    synth = load_synthesizer(str(export))
+    assert isinstance(synth, Synthesizer) and synth.needs_reference and synth.sampling_rate == 24000
+    outs = synth.synthesize(["Guten Tag. Wie geht es?", "Olá."], languages=["de", "pt-br"],
+                            reference_audio=[(wave, sr), (wave, sr)])
+    assert len(outs) == 2 and all(o.dtype == np.float32 and o.size >= 1920 for o in outs)
+    with pytest.raises(ValueError, match="reference_audio"):
+        synth.synthesize(["Hallo."], languages=["de"])
+
+
+def _run_demo(tmp_path, max_steps, extra=()):
+    from trl import TrlParser
+
+    from recipes.pocket.finetune_multilingual import main, make_parser_types
+
+    argv = ["x", "--config", str(ROOT / "recipes/pocket/configs/demo.yaml"), "--output_dir", str(tmp_path / "run"),
+            "--languages", "fr", "es", "--max_steps", str(max_steps), "--save_steps", "2", "--eval_steps", "3",
+            "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2", "--logging_steps", "1",
+            "--report_to", "tensorboard", *extra]
+    old = sys.argv
+    sys.argv = argv
+    try:
+        script_args, training_args = TrlParser(make_parser_types()).parse_args_and_config()
+    finally:
+        sys.argv = old
+    return main(script_args, training_args)
+
+
+def test_demo_trains_resumes_exports_and_logs_samples(tmp_path, monkeypatch):
+    import recipes.common
+
+    pushed = {}
+
+    def fake_push(folder, repo_id, **kwargs):
+        pushed.update(repo_id=repo_id, config=(Path(folder) / "config.yaml").read_text(),
+                      files=sorted(p.name for p in Path(folder).iterdir()))
+        return f"https://huggingface.co/{repo_id}"
+
+    monkeypatch.setattr(recipes.common, "push_folder_to_hub", fake_push)
+    first = _run_demo(tmp_path, 2, ["--eval_strategy", "no"])
+    assert first.state.global_step == 2 and (tmp_path / "run/checkpoint-2/ema.safetensors").exists()
+    assert not pushed
+    second = _run_demo(tmp_path, 3, ["--push_to_hub", "true", "--hub_model_id", "me/pocket-demo"])
+    assert pushed["repo_id"] == "me/pocket-demo" and "hf://me/pocket-demo/model.safetensors" in pushed["config"]
+    assert {"README.md", "model.safetensors", "tokenizer.model", "tts_recipes.json"} <= set(pushed["files"])
+    assert second.state.global_step == 3
+    steps = [e["step"] for e in second.state.log_history if "loss" in e]
+    assert steps[-1] == 3 and 1 in steps and 2 in steps  # history restored from checkpoint-2
+    logged = [e for e in second.state.log_history if "train/flow_diag" in e]
+    assert logged and all(np.isfinite(e["loss"]) for e in logged)
+    samples = sorted((tmp_path / "run/samples/step-3").glob("*.wav"))
+    assert [p.stem for p in samples] == ["samples_es_0", "samples_fr_0"]
+    export = tmp_path / "run/pocket_tts"
+    assert {"config.yaml", "model.safetensors", "tokenizer.model", "README.md", "tts_recipes.json"} <= {
+        p.name for p in export.iterdir()}
+    card = (export / "README.md").read_text()
+    assert "pocket-tts" in card and "eval_loss" in card
+    assert list((tmp_path / "run/runs").rglob("events.out.tfevents*"))
+
+
+def test_real_config_offline_fails_with_a_clear_message(tmp_path):
+    from trl import TrlParser
+
+    from recipes.pocket.finetune_multilingual import main, make_parser_types
+
+    argv = ["x", "--config", str(ROOT / "recipes/pocket/configs/fr.yaml"), "--dataset", "demo", "--use_cpu", "true",
+            "--bf16", "false", "--output_dir", str(tmp_path / "fr"), "--vocab_size", "128"]
+    old, sys.argv = sys.argv, argv
+    try:
+        script_args, training_args = TrlParser(make_parser_types()).parse_args_and_config()
+    finally:
+        sys.argv = old
+    with pytest.raises(SystemExit, match=r"(?s)kyutai/pocket-tts.*configs/demo.yaml"):
+        main(script_args, training_args)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_smoke(tmp_path):
+    """Two CPU ranks over gloo (torchrun), as `accelerate launch --multi_gpu` would run them on GPUs."""
+    import os
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "recipes/pocket/finetune_multilingual.py",
+           "--config", "recipes/pocket/configs/demo.yaml", "--output_dir", str(tmp_path / "ddp"), "--max_steps", "2",
+           "--per_device_train_batch_size", "2", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp/pocket_tts/model.safetensors").exists()
