@@ -27,8 +27,8 @@ def write_outputs(prepared, output_dir, *, purpose: str = "auto", license: str =
     card.save(str(out / "README.md"))
     if verbose:
         print(report["summary"])
-        print(f"\nDataset: {dataset_dir}  (recipes: `dataset: {dataset_dir}`)\nReport:  {out / 'report'}\n"
-              f"Card:    {out / 'README.md'}")
+        print(f"\nDataset: {dataset_dir}  (recipes: `dataset: {dataset_dir}`)\nReport:  {out / 'report'} "
+              f"(plots: durations.png, dialects.png; listen: samples/*.wav)\nCard:    {out / 'README.md'}")
     if push_to_hub:
         url = push_dataset_to_hub(prepared.dataset, repo_id, card, private=private, config_name=hub_config_name)
         if verbose:

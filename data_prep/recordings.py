@@ -39,6 +39,8 @@ from data_prep.sources import AUDIO_EXTENSIONS
 
 VAD_SAMPLING_RATE = 16_000
 WHISPER_SAMPLING_RATE = 16_000
+WHISPER_MAX_SECONDS = 30.0
+NO_LOGPROB = -99.0  # stands for "no usable token scores"; plain JSON has no -Infinity
 TEXT_RULES = Path(__file__).resolve().parent / "mappings" / "text_normalization.yaml"
 
 
@@ -446,7 +448,9 @@ def transcribe_batch(model, processor, audios: list[np.ndarray], cfg: Transcribe
         if cfg.language:
             generate_kwargs["language"] = cfg.language
         out = model.generate(encoder_outputs=encoder_outputs, **generate_kwargs)
-        step_logprobs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        step_logprobs = model.compute_transition_scores(out.sequences, out.scores,
+                                                        beam_indices=getattr(out, "beam_indices", None),
+                                                        normalize_logits=True)
     generated = out.sequences[:, -step_logprobs.shape[1]:]
     eos_id = model.generation_config.eos_token_id
     eos_ids = set(eos_id if isinstance(eos_id, list) else [eos_id])
@@ -460,7 +464,7 @@ def transcribe_batch(model, processor, audios: list[np.ndarray], cfg: Transcribe
         finite = [lp for lp in counted if math.isfinite(lp)]
         results.append({
             "raw_text": tokenizer.decode(tokens, skip_special_tokens=True),
-            "avg_logprob": float(sum(finite) / len(finite)) if finite else float("-inf"),
+            "avg_logprob": float(sum(finite) / len(finite)) if finite else NO_LOGPROB,
             "no_speech_prob": float(no_speech[row]),
         })
     return results
@@ -486,6 +490,14 @@ def transcribe(work_dir: str | os.PathLike, cfg: TranscribeConfig | None = None,
     state = PartialState()
     out_path = work / ("transcripts.jsonl" if state.num_processes == 1 else f"transcripts.rank{state.process_index}.jsonl")
     written = 0
+    # Whisper hears 30 s at most: a longer clip would be transcribed only in part, so it is rejected instead
+    too_long = [s for s in todo if s["duration"] > WHISPER_MAX_SECONDS]
+    if too_long and state.is_main_process:
+        _append_jsonl(work / "transcripts.jsonl", [
+            {"id": s["id"], "text": "", "raw_text": "", "avg_logprob": NO_LOGPROB, "no_speech_prob": 0.0,
+             "compression_ratio": 0.0, "language": cfg.language or "", "model": cfg.model_name_or_path,
+             "rejected": "too_long_for_whisper"} for s in too_long])
+    todo = [s for s in todo if s["duration"] <= WHISPER_MAX_SECONDS]
     with state.split_between_processes(todo) as mine:
         if mine:
             if model is None or processor is None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from data_prep.mapping import DialectMapping, load_mapping
 from data_prep.schema import SchemaError, require_columns
 from data_prep.skips import SkipReport
@@ -121,7 +123,7 @@ def from_common_voice(
         rows = _read_tsv(tsv)
         if rows:
             require_columns(rows[0].keys(), CV_REQUIRED_COLUMNS, what=str(tsv))
-        for line_number, row in enumerate(rows, start=2):
+        for line_number, row in enumerate(tqdm(rows, desc=f"reading {tsv.name}", unit="row", mininterval=1.0), start=2):
             clip = row["path"]
             if clip in seen:  # validated.tsv and train.tsv overlap when both are asked for
                 continue
@@ -244,7 +246,7 @@ def from_folder(
 
     records, skips = [], SkipReport()
     audio_stems: set[Path] = set()
-    for file in sorted(root.rglob("*")):
+    for file in tqdm(sorted(root.rglob("*")), desc=f"scanning {root.name}", unit="file", mininterval=1.0):
         if file.suffix.lower() not in AUDIO_EXTENSIONS or not file.is_file():
             continue
         audio_stems.add(file.with_suffix(""))

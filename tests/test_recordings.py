@@ -218,6 +218,20 @@ def test_transcribe_with_tiny_random_whisper_is_resumable(segmented, tmp_path):
     assert all(r["rejected"] for r in strict_rows)
 
 
+def test_clips_longer_than_whisper_hears_are_rejected_not_cut(segmented, tmp_path):
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(segmented / "work", work)
+    rows = _segments(work)
+    rows[0]["duration"] = 31.0  # as if segmented with --max_segment_s 40
+    (work / "segments.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model, processor = tiny_whisper()
+    transcribe(work, TranscribeConfig(language="ca", batch_size=8, max_new_tokens=4), model=model, processor=processor)
+    out = {r["id"]: r for r in map(json.loads, (work / "transcripts.jsonl").read_text().splitlines())}
+    assert len(out) == len(rows) and out[rows[0]["id"]]["rejected"] == "too_long_for_whisper"
+
+
 def test_transcribe_offline_without_weights_explains(segmented, tmp_path):
     import shutil
 
