@@ -3,8 +3,9 @@
     python recipes/evaluate.py --config recipes/eval/configs/default.yaml \
         --recipe orpheus --model_path outputs/orpheus_ca --dataset my_prepared_dataset --output_dir outputs/eval_ca
 
-    # offline demo (tiny random ASR/speaker models: the numbers are NOT meaningful, the path is real)
-    python recipes/evaluate.py --config recipes/eval/configs/demo.yaml --recipe orpheus --model_path outputs/demo/orpheus
+    # offline demo after `make demo` (scores outputs/orpheus/demo with tiny random ASR/speaker models:
+    # the numbers are NOT meaningful, the path is the real one)
+    python recipes/evaluate.py --config recipes/eval/configs/demo.yaml
 
 Every held-out text is synthesised in batches through the recipe's `recipes/<recipe>/generate.py:
 load_synthesizer` (cloning recipes get another clip of the same speaker as prompt), transcribed by

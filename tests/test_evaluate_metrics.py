@@ -172,3 +172,26 @@ def test_max_samples_spreads_over_dialects():
     assert spread_over_dialects(dialects, 3) == [0, 3, 5]
     assert spread_over_dialects(dialects, 5) == [0, 1, 3, 4, 5]
     assert spread_over_dialects(dialects, 6) == spread_over_dialects(dialects, 60) == list(range(6))
+
+
+def test_checkpoint_folders_load_through_from_pretrained_and_missing_ones_explain(tmp_path, clip):
+    """The real-model path (from_pretrained of processor + model) on saved tiny models; offline Hub ids fail clearly."""
+    from recipes.eval.models import (SpeakerEncoder, WhisperASR, build_tiny_random_wavlm_xvector,
+                                     build_tiny_random_whisper)
+
+    model, processor = build_tiny_random_whisper()
+    model.save_pretrained(tmp_path / "whisper")
+    processor.save_pretrained(tmp_path / "whisper")
+    speaker_model, extractor = build_tiny_random_wavlm_xvector()
+    speaker_model.save_pretrained(tmp_path / "wavlm")
+    extractor.save_pretrained(tmp_path / "wavlm")
+
+    wave, sr = clip
+    asr = WhisperASR(str(tmp_path / "whisper"), "cpu", max_new_tokens=6)
+    reference = WhisperASR("tiny-random", "cpu", max_new_tokens=6)
+    assert asr.meaningful and asr([wave], sr, ["ca"]) == reference([wave], sr, ["ca"])
+    encoder = SpeakerEncoder(str(tmp_path / "wavlm"), "cpu")
+    assert encoder([wave], sr) == pytest.approx(SpeakerEncoder("tiny-random", "cpu")([wave], sr), abs=1e-5)
+
+    with pytest.raises(SystemExit, match="recipes/eval/configs/demo.yaml"):
+        WhisperASR("openai/whisper-large-v3", "cpu")

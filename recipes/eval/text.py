@@ -47,7 +47,8 @@ class TextNormalizer:
             path = Path(config or DEFAULT_LANGUAGE_CONFIG)
             with open(path, encoding="utf-8") as f:
                 config = yaml.safe_load(f)
-            self.source = str(path)
+            # Repo-relative for the shipped file: results.json may be published, local paths should not be.
+            self.source = "recipes/eval/configs/languages.yaml" if path.resolve() == DEFAULT_LANGUAGE_CONFIG else str(path)
         else:
             self.source = "<dict>"
         known = {f.name for f in fields(LanguageRules)}
