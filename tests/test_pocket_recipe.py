@@ -242,3 +242,44 @@ def test_two_process_ddp_smoke(tmp_path):
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ddp/pocket_tts/model.safetensors").exists()
+
+
+def _real_config_step(base, device, tokenizer, demo_splits, autocast_dtype=None):
+    import sentencepiece
+
+    from recipes.pocket import modeling
+    from recipes.pocket.data import PocketCollator
+
+    n_bins = sentencepiece.SentencePieceProcessor(model_file=tokenizer).vocab_size()
+    config = modeling.with_tokenizer(modeling.load_base_config(base), tokenizer, n_bins)
+    torch.manual_seed(0)
+    model = modeling.PocketTTSForTraining(modeling.build_tts_model(config, pretrained_weights=None),
+                                          distill_prob=1.0).to(device)
+    train, _ = demo_splits
+    batch = PocketCollator(train, tokenizer, use_language_tag=True)([train[i] for i in range(2)])
+    batch = {k: v.to(device) for k, v in batch.items()}
+    model.train()
+    with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype or torch.float32,
+                        enabled=autocast_dtype is not None):
+        loss, metrics = model(**batch)
+    loss.backward()
+    assert torch.isfinite(loss) and "flow_distill" in metrics
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    return model
+
+
+@pytest.mark.slow
+def test_released_6_layer_architecture_trains_a_step_on_cpu(tokenizer, demo_splits):
+    """The real `french` architecture (89 M flow LM, full-size Mimi), random weights."""
+    model = _real_config_step("french", "cpu", tokenizer, demo_splits)
+    assert sum(p.numel() for p in model.flow_lm.parameters()) > 80e6
+
+
+@pytest.mark.gpu
+def test_24_layer_teacher_bf16_step_on_gpu(tokenizer, demo_splits):
+    """The config the real recipes start from (english_2026-04_24l), bf16 autocast, random weights."""
+    torch.cuda.reset_peak_memory_stats()
+    model = _real_config_step("english_2026-04_24l", "cuda", tokenizer, demo_splits, torch.bfloat16)
+    assert sum(p.numel() for p in model.flow_lm.parameters()) > 300e6
+    print(f"peak GPU memory for 2 clips: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")

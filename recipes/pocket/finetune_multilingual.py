@@ -174,17 +174,16 @@ def make_callbacks(ema, sample_fn):
 def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     import random
 
-    import numpy as np
     import safetensors.torch
     import sentencepiece
     import torch
     from datasets import concatenate_datasets
 
     from data_prep.audio import decode_audio
-    from recipes.common import (AudioSampleLogger, library_versions, log_trainable_parameters,
+    from recipes.common import (AudioSampleLogger, explain_hub_errors, library_versions, log_trainable_parameters,
                                 push_folder_to_hub, resume_checkpoint, write_model_card)
     from recipes.pocket import modeling
-    from recipes.pocket.data import (PocketCollator, attach_prompt_candidates, load_recipe_dataset,
+    from recipes.pocket.data import (PocketCollator, attach_prompt_candidates, language_tag, load_recipe_dataset,
                                      normalize_text, row_language)
     from recipes.pocket.generate import speak, voice_state_from_wave
     from recipes.pocket.train_tokenizer import tokenizer_texts, train_tokenizer
@@ -213,7 +212,8 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
             raise ValueError(f"{err} Set eval_strategy: 'no' or give the validation split usable rows.") from err
         eval_set, eval_skipped = None, {"unusable": len(data["validation"])}
     languages = sorted({row_language(r) for r in train_set.remove_columns("audio")})
-    logger.info("train %d clips, validation %d clips, languages %s", len(train_set), len(eval_set) if eval_set is not None else 0, languages)
+    logger.info("train %d clips, validation %d clips, languages %s", len(train_set),
+                len(eval_set) if eval_set is not None else 0, languages)
 
     # --- tokenizer: ours, trained on the training text ------------------------------------------
     tokenizer_path = script_args.tokenizer_path
@@ -221,8 +221,6 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
         tokenizer_path = str(out / "tokenizer" / "tokenizer.model")
         with training_args.main_process_first(desc="training the tokenizer"):
             if training_args.process_index == 0 and not os.path.isfile(tokenizer_path):
-                from recipes.pocket.data import language_tag
-
                 symbols = [language_tag(lang) for lang in languages] if script_args.use_language_tag else None
                 train_tokenizer(tokenizer_texts(train_set, script_args.use_language_tag), tokenizer_path[:-len(".model")],
                                 vocab_size=script_args.vocab_size, character_coverage=script_args.character_coverage,
@@ -238,8 +236,6 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     base = modeling.load_base_config(script_args.base_model)
     weights = base.weights_path if script_args.pretrained_weights == "base" else script_args.pretrained_weights
     config = modeling.with_tokenizer(base, tokenizer_path, n_bins)
-    from recipes.common import explain_hub_errors
-
     with explain_hub_errors(f"Pocket TTS weights {weights}",
                             "python recipes/pocket/finetune_multilingual.py --config recipes/pocket/configs/demo.yaml"):
         tts = modeling.build_tts_model(config, pretrained_weights=weights, temp=script_args.temperature)

@@ -154,7 +154,9 @@ class PocketTTSForTraining(nn.Module):
     @torch.no_grad()
     def encode(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw Mimi latents [B, T, C] and the number of frames that hold each clip."""
-        latents = self.mimi.encode_to_latent(audio.to(next(self.mimi.parameters()).dtype)).float()
+        # Full precision even under bf16 autocast: inference encodes voice prompts in float32.
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            latents = self.mimi.encode_to_latent(audio.float()).float()
         frames = torch.div(lengths.to(latents.device) + self.frame_size - 1, self.frame_size, rounding_mode="floor")
         return latents, frames.clamp(max=latents.shape[1])
 
