@@ -130,6 +130,7 @@ def write_model_card(
     tags: Iterable[str] = (),
     datasets: Iterable[str] = (),
     metrics: dict[str, float] | None = None,
+    library_name: str = "transformers",
 ) -> Path:
     """Write README.md (a Hub model card) with metadata, the training summary and library versions."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -138,7 +139,7 @@ def write_model_card(
         license=license,
         language=language or None,
         base_model=base_model,
-        library_name="transformers",
+        library_name=library_name,
         pipeline_tag="text-to-speech",
         tags=["text-to-speech", "tts-recipes", *tags],
         datasets=list(datasets) or None,

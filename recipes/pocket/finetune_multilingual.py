@@ -332,7 +332,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
                              f"validation {dict(eval_skipped)}. Versions: {library_versions()}."),
                 "Licence": "Pocket TTS code is MIT; the kyutai/pocket-tts weights this may start from are CC-BY-4.0.",
             },
-            tags=["pocket-tts", *languages], datasets=[] if script_args.dataset == "demo" or os.path.exists(script_args.dataset) else [script_args.dataset],
+            library_name="pocket-tts", tags=["pocket-tts", *languages], datasets=[] if script_args.dataset == "demo" or os.path.exists(script_args.dataset) else [script_args.dataset],
             metrics={k: float(v) for k, v in eval_metrics.items() if isinstance(v, (int, float))})
         logger.info("exported %s  (TTSModel.load_model(config='%s/config.yaml'))", export_dir, export_dir)
         if push_export:
