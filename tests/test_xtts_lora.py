@@ -63,6 +63,20 @@ def test_lora_targets_freeze_train_merge_and_reload(tiny_base, tmp_path, perceiv
     if perceiver:
         assert any("conditioning_perceiver" in n for n in with_grad)
 
+    # Activation checkpointing of the GPT-2 blocks (active in train mode only) changes memory, not numbers;
+    # the same seed gives the same dropout masks, which the recompute replays.
+    grads = []
+    for checkpointed in (False, True):
+        if checkpointed:
+            modeling.enable_activation_checkpointing(xtts.gpt)
+            assert all(block.gradient_checkpointing for block in xtts.gpt.gpt.h)
+        peft_model.zero_grad()
+        torch.manual_seed(3)
+        peft_model(**batch)["loss"].backward()
+        grads.append({n: p.grad.clone() for n, p in peft_model.named_parameters() if p.requires_grad})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name])
+
     peft_model.eval()
     loss = peft_model(**batch)["loss"]
     peft_model.save_pretrained(str(tmp_path / "adapter"))

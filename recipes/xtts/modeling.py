@@ -253,6 +253,17 @@ def add_lora(model: XttsAdapterModel, spec: AdapterSpec, base_model: str):
     return peft_model
 
 
+def enable_activation_checkpointing(gpt) -> None:
+    """Recompute each GPT-2 block in the backward pass. transformers' public switch calls
+    `get_input_embeddings()` (XTTS deletes `wte`) only to make inputs require grad, which the
+    non-reentrant checkpoint used here does not need."""
+    from functools import partial
+
+    from torch.utils.checkpoint import checkpoint
+
+    gpt.gpt._set_gradient_checkpointing(enable=True, gradient_checkpointing_func=partial(checkpoint, use_reentrant=False))
+
+
 def sample_speech(xtts, text: str, language: str, reference: torch.Tensor, reference_sr: int,
                   cond_seconds: int = 6, **generate_kwargs) -> torch.Tensor:
     """Upstream inference on a model under training; removes the inference-only modules afterwards.

@@ -238,6 +238,9 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
     train_set = xdata.XttsTrainingDataset(splits["train"], *cond_range)
     eval_set = xdata.XttsTrainingDataset(splits["validation"], *cond_range, is_eval=True) \
         if len(splits["validation"]) else None
+    if eval_set is None and training_args.eval_strategy != "no":
+        raise ValueError(f"no validation rows left ({reports[-1].summary()}); add data, raise validation_fraction "
+                         "or set --eval_strategy no")
 
     # 3. LoRA on the frozen model.
     model = modeling.XttsAdapterModel(xtts, args.text_ce_weight, args.mel_ce_weight)
@@ -246,10 +249,11 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
     base_name = str(base_dir.resolve()) if args.base_model == TINY_RANDOM else args.base_model
     peft_model = modeling.add_lora(model, spec, base_model=base_name)
     trainable, total = log_trainable_parameters(peft_model, log=print)
-    if training_args.gradient_checkpointing:
-        # The wrapper is no PreTrainedModel; checkpoint the GPT-2 stack itself.
-        gpt.gpt.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(training_args, "activation_checkpointing", False) or training_args.gradient_checkpointing:
+        modeling.enable_activation_checkpointing(gpt)  # on the GPT-2 blocks; the wrapper is no PreTrainedModel
         training_args.gradient_checkpointing = False
+        if hasattr(training_args, "activation_checkpointing"):  # transformers >= 5.x name of the same switch
+            training_args.activation_checkpointing = False
 
     sample = None
     if eval_set is not None or args.sample_text:
@@ -258,7 +262,7 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
 
         reference = torch.from_numpy(decode_audio(reference_split[0]["audio"], modeling.GPT_SAMPLE_RATE)[0])[None]
         sample = EvalSample(args.sample_text or reference_split[0]["text"], args.language, reference,
-                         args.sample_max_new_tokens)
+                            args.sample_max_new_tokens)
     report_to = training_args.report_to or []
     # Beside the Trainer's own runs/<date>_<host> folder, so one `tensorboard --logdir <output_dir>/runs` shows both.
     sample_logger = AudioSampleLogger(os.getenv("TENSORBOARD_LOGGING_DIR") or str(output_dir / "runs" / "samples"),
