@@ -276,8 +276,11 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
     metrics = dict(result.metrics)
-    if eval_set is not None:
+    evaluated_steps = {entry["step"] for entry in trainer.state.log_history if "eval_loss" in entry}
+    if eval_set is not None and trainer.state.global_step not in evaluated_steps:
         metrics.update(trainer.evaluate())
+    metrics.update({k: v for e in trainer.state.log_history if e.get("step") == trainer.state.global_step
+                    for k, v in e.items() if k.startswith("eval_")})
 
     # 4. Adapter, merged model, card, push.
     if trainer.is_world_process_zero():
