@@ -203,6 +203,10 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
                 build_tiny_base_for(data, base_dir, args.language)
         else:
             base_dir = modeling.resolve_base_model(args.base_model)
+    missing = [name for name in ("dvae.pth", "mel_stats.pth") if not (base_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{base_dir}: training needs {missing} beside model.pth (the frozen DVAE that turns "
+                                "audio into codes); copy them from the coqui/XTTS-v2 Hub repo")
     config, xtts = modeling.load_xtts(base_dir)
     gpt = xtts.gpt
     limits = xdata.Limits(max_audio_samples=int(args.max_audio_seconds * modeling.GPT_SAMPLE_RATE),
