@@ -63,6 +63,20 @@ def test_lora_targets_freeze_train_merge_and_reload(tiny_base, tmp_path, perceiv
     if perceiver:
         assert any("conditioning_perceiver" in n for n in with_grad)
 
+    # Activation checkpointing of the GPT-2 blocks (active in train mode only) changes memory, not numbers;
+    # the same seed gives the same dropout masks, which the recompute replays.
+    grads = []
+    for checkpointed in (False, True):
+        if checkpointed:
+            modeling.enable_activation_checkpointing(xtts.gpt)
+            assert all(block.gradient_checkpointing for block in xtts.gpt.gpt.h)
+        peft_model.zero_grad()
+        torch.manual_seed(3)
+        peft_model(**batch)["loss"].backward()
+        grads.append({n: p.grad.clone() for n, p in peft_model.named_parameters() if p.requires_grad})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name])
+
     peft_model.eval()
     loss = peft_model(**batch)["loss"]
     peft_model.save_pretrained(str(tmp_path / "adapter"))
@@ -74,3 +88,36 @@ def test_lora_targets_freeze_train_merge_and_reload(tiny_base, tmp_path, perceiv
     merged = reloaded.merge_and_unload()
     assert type(merged.xtts.gpt.gpt.h[0].attn.c_attn).__name__ == "Conv1D"
     torch.testing.assert_close(merged(**batch)["loss"], loss, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_full_size_v2_architecture_trainable_parameters_and_step():
+    """XTTS-v2's published architecture (config.json values), random weights: 120 LoRA modules,
+    7.86 M trainable parameters at r=16, and one forward/backward of the recipe's loss."""
+    from TTS.tts.configs.xtts_config import XttsArgs, XttsConfig
+    from TTS.tts.models.xtts import Xtts
+
+    from recipes.xtts import modeling
+
+    args = XttsArgs(gpt_layers=30, gpt_n_model_channels=1024, gpt_n_heads=16, gpt_number_text_tokens=6681,
+                    gpt_start_text_token=261, gpt_stop_text_token=0, gpt_max_audio_tokens=605,
+                    gpt_max_text_tokens=402, gpt_max_prompt_tokens=70, gpt_num_audio_tokens=1026,
+                    gpt_start_audio_token=1024, gpt_stop_audio_token=1025, gpt_use_perceiver_resampler=True,
+                    gpt_use_masking_gt_prompt_approach=True, decoder_input_dim=1024, d_vector_dim=512)
+    xtts = Xtts(XttsConfig(model_args=args))
+    peft_model = modeling.add_lora(modeling.XttsAdapterModel(xtts), modeling.AdapterSpec(r=16, alpha=32),
+                                   base_model="coqui/XTTS-v2")
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    lora_modules = {n.rsplit(".lora_", 1)[0] for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert len(lora_modules) == 120 and trainable == 7_864_320
+    # The recipe's longest clip (11.6 s) fits the position table with the start/stop tokens.
+    assert -(-255_995 // 1024) + 5 <= xtts.gpt.max_mel_tokens
+    g = torch.Generator().manual_seed(0)
+    batch = {"text_ids": torch.randint(3, 6000, (1, 30), generator=g), "text_lengths": torch.tensor([30]),
+             "audio_codes": torch.randint(0, 1024, (1, 60), generator=g), "code_lengths": torch.tensor([60]),
+             "cond_waves": 0.1 * torch.randn(1, 22050 * 3, generator=g), "cond_lengths": torch.tensor([66150]),
+             "prompt_spans": torch.tensor([[-1, -1]])}
+    peft_model.train()
+    loss = peft_model(**batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and 5 < float(loss) < 12  # ~ln(1026) for random weights

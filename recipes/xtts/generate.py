@@ -67,6 +67,8 @@ class XttsSynthesizer:
 
         for candidate in (requested, self.language):
             if candidate and candidate.split("-")[0] in SUPPORTED_LANGUAGES:
+                if candidate != requested and requested:
+                    logger.warning("XTTS has no '%s'; speaking it with the '%s' tag", requested, candidate)
                 return candidate.split("-")[0]
         raise ValueError(f"no XTTS language for '{requested}' and no default language; pass language= "
                          f"(one of {SUPPORTED_LANGUAGES})")
@@ -82,7 +84,8 @@ class XttsSynthesizer:
         outputs = []
         extra = {"max_new_tokens": self.max_new_tokens} if self.max_new_tokens else {}
         for index, (text, (wave, sr)) in enumerate(zip(texts, reference_audio)):
-            wave = resample(np.asarray(wave, dtype=np.float32).reshape(-1), sr, 22_050)[: 22_050 * self.config.max_ref_len * 3]
+            # Upstream get_conditioning_latents reads at most 30 s of reference.
+            wave = resample(np.asarray(wave, dtype=np.float32).reshape(-1), sr, 22_050)[: 22_050 * 30]
             reference = torch.from_numpy(np.clip(wave, -1, 1))[None].to(self.xtts.device)
             latents = self.xtts.get_gpt_cond_latents(reference, 22_050, length=self.config.gpt_cond_len,
                                                      chunk_length=self.config.gpt_cond_chunk_len)

@@ -79,9 +79,10 @@ def load_xtts(base_dir: Path, device: str | torch.device = "cpu"):
     from TTS.tts.models.xtts import Xtts
 
     config = load_xtts_config(base_dir)
-    xtts = Xtts(config)
-    xtts.tokenizer = VoiceBpeTokenizer(vocab_file=str(base_dir / "vocab.json"))
-    xtts.init_models()
+    tokenizer = VoiceBpeTokenizer(vocab_file=str(base_dir / "vocab.json"))
+    set_text_token_args(config, tokenizer)
+    xtts = Xtts(config)  # builds the GPT at once, as the text-token arguments are set
+    xtts.tokenizer = tokenizer
     state = xtts.get_compatible_checkpoint_state_dict(base_dir / "model.pth")
     result = xtts.load_state_dict(state, strict=False)
     inference_only = ("gpt.gpt_inference.", "gpt.gpt.wte.")
@@ -91,6 +92,17 @@ def load_xtts(base_dir: Path, device: str | torch.device = "cpu"):
                          f"(of {len(result.missing_keys)}), unexpected {unexpected[:8]} (of {len(unexpected)}). "
                          "Check that config.json and vocab.json belong to this checkpoint.")
     return config, xtts.to(device)
+
+
+def set_text_token_args(config, tokenizer) -> None:
+    """The text-vocabulary arguments `Xtts.init_models` derives from the tokenizer, set up front so the
+    model is built once (upstream builds it without a GPT, then again with one)."""
+    args = config.model_args
+    args.gpt_number_text_tokens = tokenizer.get_number_tokens()
+    args.gpt_start_text_token = tokenizer.tokenizer.token_to_id("[START]")
+    args.gpt_stop_text_token = tokenizer.tokenizer.token_to_id("[STOP]")
+    if args.gpt_start_text_token is None or args.gpt_stop_text_token != 0:
+        raise ValueError("vocab.json needs a [START] token and [STOP] with id 0 (XTTS pads text with id 0)")
 
 
 class ConditioningMel(nn.Module):
@@ -251,6 +263,17 @@ def add_lora(model: XttsAdapterModel, spec: AdapterSpec, base_model: str):
     peft_model.peft_config["default"].fan_in_fan_out = True
     peft_model.peft_config["default"].base_model_name_or_path = base_model
     return peft_model
+
+
+def enable_activation_checkpointing(gpt) -> None:
+    """Recompute each GPT-2 block in the backward pass. transformers' public switch calls
+    `get_input_embeddings()` (XTTS deletes `wte`) only to make inputs require grad, which the
+    non-reentrant checkpoint used here does not need."""
+    from functools import partial
+
+    from torch.utils.checkpoint import checkpoint
+
+    gpt.gpt._set_gradient_checkpointing(enable=True, gradient_checkpointing_func=partial(checkpoint, use_reentrant=False))
 
 
 def sample_speech(xtts, text: str, language: str, reference: torch.Tensor, reference_sr: int,

@@ -45,7 +45,7 @@ def build_tiny_base(out_dir: str | Path, texts: list[tuple[str, str]], seed: int
     from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
     from TTS.tts.models.xtts import Xtts
 
-    from recipes.xtts.modeling import DVAE_ARGS
+    from recipes.xtts.modeling import DVAE_ARGS, set_text_token_args
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,9 +58,8 @@ def build_tiny_base(out_dir: str | Path, texts: list[tuple[str, str]], seed: int
                     d_vector_dim=512, tokenizer_file="vocab.json")
     config = XttsConfig(model_args=args, audio=XttsAudioConfig(), languages=list(XTTS_LANGUAGE_TAGS),
                         temperature=0.75, repetition_penalty=5.0, top_k=50, top_p=0.85)
+    set_text_token_args(config, VoiceBpeTokenizer(vocab_file=str(vocab)))
     xtts = Xtts(config)
-    xtts.tokenizer = VoiceBpeTokenizer(vocab_file=str(vocab))
-    xtts.init_models()
     torch.save({"model": xtts.state_dict()}, out / "model.pth")
     config.save_json(str(out / "config.json"))
     dvae = DiscreteVAE(num_tokens=args.gpt_num_audio_tokens - 2, **{**DVAE_ARGS, **TINY_DVAE_ARGS})

@@ -203,6 +203,10 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
                 build_tiny_base_for(data, base_dir, args.language)
         else:
             base_dir = modeling.resolve_base_model(args.base_model)
+    missing = [name for name in ("dvae.pth", "mel_stats.pth") if not (base_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{base_dir}: training needs {missing} beside model.pth (the frozen DVAE that turns "
+                                "audio into codes); copy them from the coqui/XTTS-v2 Hub repo")
     config, xtts = modeling.load_xtts(base_dir)
     gpt = xtts.gpt
     limits = xdata.Limits(max_audio_samples=int(args.max_audio_seconds * modeling.GPT_SAMPLE_RATE),
@@ -238,6 +242,9 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
     train_set = xdata.XttsTrainingDataset(splits["train"], *cond_range)
     eval_set = xdata.XttsTrainingDataset(splits["validation"], *cond_range, is_eval=True) \
         if len(splits["validation"]) else None
+    if eval_set is None and training_args.eval_strategy != "no":
+        raise ValueError(f"no validation rows left ({reports[-1].summary()}); add data, raise validation_fraction "
+                         "or set --eval_strategy no")
 
     # 3. LoRA on the frozen model.
     model = modeling.XttsAdapterModel(xtts, args.text_ce_weight, args.mel_ce_weight)
@@ -246,10 +253,11 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
     base_name = str(base_dir.resolve()) if args.base_model == TINY_RANDOM else args.base_model
     peft_model = modeling.add_lora(model, spec, base_model=base_name)
     trainable, total = log_trainable_parameters(peft_model, log=print)
-    if training_args.gradient_checkpointing:
-        # The wrapper is no PreTrainedModel; checkpoint the GPT-2 stack itself.
-        gpt.gpt.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(training_args, "activation_checkpointing", False) or training_args.gradient_checkpointing:
+        modeling.enable_activation_checkpointing(gpt)  # on the GPT-2 blocks; the wrapper is no PreTrainedModel
         training_args.gradient_checkpointing = False
+        if hasattr(training_args, "activation_checkpointing"):  # transformers >= 5.x name of the same switch
+            training_args.activation_checkpointing = False
 
     sample = None
     if eval_set is not None or args.sample_text:
@@ -258,7 +266,7 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
 
         reference = torch.from_numpy(decode_audio(reference_split[0]["audio"], modeling.GPT_SAMPLE_RATE)[0])[None]
         sample = EvalSample(args.sample_text or reference_split[0]["text"], args.language, reference,
-                         args.sample_max_new_tokens)
+                            args.sample_max_new_tokens)
     report_to = training_args.report_to or []
     # Beside the Trainer's own runs/<date>_<host> folder, so one `tensorboard --logdir <output_dir>/runs` shows both.
     sample_logger = AudioSampleLogger(os.getenv("TENSORBOARD_LOGGING_DIR") or str(output_dir / "runs" / "samples"),
@@ -272,8 +280,11 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
     metrics = dict(result.metrics)
-    if eval_set is not None:
+    evaluated_steps = {entry["step"] for entry in trainer.state.log_history if "eval_loss" in entry}
+    if eval_set is not None and trainer.state.global_step not in evaluated_steps:
         metrics.update(trainer.evaluate())
+    metrics.update({k: v for e in trainer.state.log_history if e.get("step") == trainer.state.global_step
+                    for k, v in e.items() if k.startswith("eval_")})
 
     # 4. Adapter, merged model, card, push.
     if trainer.is_world_process_zero():
