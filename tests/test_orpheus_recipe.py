@@ -91,11 +91,8 @@ def test_pretrain_script_trains_resumes_and_generates(tiny, tmp_path):
 
     synthesizer = load_synthesizer(str(out), device="cpu", max_new_tokens=35, seed=0)
     assert isinstance(synthesizer, Synthesizer) and synthesizer.sampling_rate == 24000
-    tokens = synthesizer.generate_audio_tokens(["balear: Bon dia", "central: Bona nit a tothom"])
     waves = synthesizer.synthesize(["Bon dia", "Bona nit a tothom"], dialects=["balear", "central"])
-    for t, w in zip(tokens, waves):
-        assert len(t) % 7 == 0 and len(t) <= 35
-    assert all(len(w) % 2048 == 0 and w.dtype == np.float32 for w in waves)
+    assert all(len(w) % 2048 == 0 and len(w) <= 5 * 2048 and w.dtype == np.float32 for w in waves)
     assert synthesizer.last_discarded_tokens == [0, 0]
 
 
