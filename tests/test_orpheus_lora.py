@@ -1,0 +1,94 @@
+"""Voice LoRA: defaults, options, training on one voice, adapter save, merge == base + adapter, generation."""
+
+import json
+import logging
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_orpheus_recipe import REPO, cli, tokenized_rows
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from recipes.orpheus.build_tiny import build_tiny_orpheus
+
+    return build_tiny_orpheus(tmp_path_factory.getbasetemp() / "orpheus_tiny")
+
+
+def parse(argv, monkeypatch):
+    from recipes.orpheus.finetune_voice_lora import make_parser_args
+
+    monkeypatch.setattr(sys, "argv", ["x"])
+    return make_parser_args(argv)
+
+
+def test_lora_defaults_and_options(monkeypatch):
+    from recipes.orpheus.finetune_voice_lora import VoiceLoraArguments, lora_config
+
+    args = VoiceLoraArguments(speakers=["Maria Soler"])
+    config = lora_config(args)
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (16, 32, 0.05)
+    assert set(config.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert not config.use_rslora and config.modules_to_save is None and args.voice == "maria-soler"
+    config = lora_config(VoiceLoraArguments(speakers=["x"], lora_target="all", use_rslora=True,
+                                            lora_modules_to_save=["embed_tokens", "lm_head"]))
+    assert len(config.target_modules) == 7 and config.use_rslora
+    assert config.modules_to_save == ["embed_tokens", "lm_head"]
+    with pytest.raises(ValueError, match="speakers"):
+        VoiceLoraArguments()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="QLoRA.*CUDA"):
+            VoiceLoraArguments(speakers=["x"], load_in_4bit=True)
+
+
+def test_voice_lora_trains_saves_merges_and_generates(tiny, tmp_path, monkeypatch, caplog):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from recipes.orpheus import finetune_voice_lora
+    from recipes.orpheus.generate import load_synthesizer
+
+    out = tmp_path / "lora"
+    argv = ["--config", str(REPO / "recipes/orpheus/configs/voice_lora_demo.yaml"), "--model_name_or_path",
+            tiny["model"], "--build_tiny_model", "false", "--snac_model", tiny["snac"],
+            "--tokenized_dataset", tokenized_rows(tiny, tmp_path / "rows"), "--speakers", "s0", "s1",
+            "--voice", "Veu Demo", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "0.02",
+            "--warmup_steps", "0", "--eval_steps", "100", "--save_steps", "100", "--sample_max_new_tokens", "14",
+            "--sample_min_new_tokens", "0", "--report_to", "none", "--disable_tqdm", "true"]
+    with caplog.at_level(logging.WARNING):
+        trainer = finetune_voice_lora.main(*parse(argv, monkeypatch))
+    assert "300" in caplog.text and "veu-demo" in caplog.text  # the small-data warning names the voice
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    # 2 layers x r 16 x (in + out) of q (64->64), k and v (64->32), o (64->64)
+    assert trainable == 2 * 16 * ((64 + 64) + 2 * (64 + 32) + (64 + 64))
+
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 16 and adapter_config["lora_alpha"] == 32
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    assert (out / "merged" / "model.safetensors").is_file()
+    assert json.loads((out / "orpheus_recipe.json").read_text())["voice"] == "veu-demo"
+    assert "veu-demo" in (out / "README.md").read_text() and (out / "final_samples" / "veu-demo.wav").is_file()
+
+    ids = torch.tensor([[128259, 128000, 300, 301, 128009, 128260, 128261, 128257, 128266, 132362, 136458]])
+    base = AutoModelForCausalLM.from_pretrained(tiny["model"]).eval()
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        adapted = PeftModel.from_pretrained(base, str(out)).eval()
+        adapter_logits = adapted(ids).logits
+        merged_logits = AutoModelForCausalLM.from_pretrained(out / "merged").eval()(ids).logits
+    assert (adapter_logits - base_logits).abs().max() > 1e-3  # the adapter learnt something
+    torch.testing.assert_close(merged_logits, adapter_logits, atol=1e-4, rtol=1e-4)
+
+    for model_path in (str(out), str(out / "merged")):  # adapter folder (base from its config) and merged model
+        synthesizer = load_synthesizer(model_path, device="cpu", max_new_tokens=14, seed=0)
+        assert synthesizer.voice == "veu-demo"
+        wave = synthesizer.synthesize(["Bon dia"])[0]
+        assert wave.dtype == np.float32 and len(wave) % 2048 == 0
+
+
+def test_lora_help():
+    result = cli("recipes/orpheus/finetune_voice_lora.py", "--help")
+    assert result.returncode == 0 and "--lora_r" in result.stdout and "--load_in_4bit" in result.stdout

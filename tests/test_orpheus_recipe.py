@@ -1,0 +1,157 @@
+"""The pretraining script end to end (tiny model, pre-tokenised rows), resume, generation, configs, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recipes.orpheus import layout
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((REPO / "recipes" / "orpheus" / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from recipes.orpheus.build_tiny import build_tiny_orpheus
+
+    return build_tiny_orpheus(tmp_path_factory.getbasetemp() / "orpheus_tiny")
+
+
+def tokenized_rows(tiny, folder):
+    """What tokenize_dataset.py writes, with random audio codes instead of SNAC encoding (speed)."""
+    from datasets import Dataset, DatasetDict
+    from transformers import AutoTokenizer
+
+    from recipes.orpheus.tokenize_dataset import build_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny["model"])
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n in (("train", 8), ("validation", 4)):
+        encoded = {"id": [], "text": [], "speaker": [], "dialect": [], "duration": [], "audio_tokens": [],
+                   "frames_removed": []}
+        for i in range(n):
+            frames = int(rng.integers(3, 8))
+            encoded["id"].append(f"{split}{i}")
+            encoded["text"].append(f"frase {i}")
+            encoded["speaker"].append(f"s{i % 4}")
+            encoded["dialect"].append(["balear", "central"][i % 2])
+            encoded["duration"].append(frames * 2048 / 24000)
+            encoded["audio_tokens"].append(layout.codes_to_tokens(*(rng.integers(0, 4096, k * frames)
+                                                                     for k in (1, 2, 4))).tolist())
+            encoded["frames_removed"].append(0)
+        splits[split] = build_rows(Dataset.from_dict(encoded), tokenizer, "dialect", 8192)[0]
+    DatasetDict(splits).save_to_disk(str(folder))
+    return str(folder)
+
+
+def run_script(argv):
+    from recipes.orpheus import pretrain_dialects
+
+    saved = sys.argv
+    try:
+        return pretrain_dialects.main(*pretrain_dialects.make_parser_args(argv))
+    finally:
+        sys.argv = saved
+
+
+def test_pretrain_script_trains_resumes_and_generates(tiny, tmp_path):
+    out = tmp_path / "run"
+    common = ["--config", str(REPO / "recipes/orpheus/configs/demo.yaml"), "--model_name_or_path", tiny["model"],
+              "--build_tiny_model", "false", "--snac_model", tiny["snac"],
+              "--tokenized_dataset", tokenized_rows(tiny, tmp_path / "rows"), "--output_dir", str(out),
+              "--save_steps", "2", "--eval_steps", "100", "--logging_steps", "1", "--sample_every_n_steps", "2",
+              "--sample_max_new_tokens", "21", "--sample_min_new_tokens", "0", "--report_to", "tensorboard", "--disable_tqdm", "true"]
+    first = run_script(common + ["--max_steps", "2"])
+    assert first.state.global_step == 2 and (out / "checkpoint-2").is_dir()
+    second = run_script(common + ["--max_steps", "3"])  # picks up checkpoint-2 by itself
+    assert second.state.global_step == 3
+    losses = [h for h in second.state.log_history if "loss" in h]
+    assert [h["step"] for h in losses][-1] == 3 and np.isfinite([h["loss"] for h in losses]).all()
+    eval_keys = {k for h in second.state.log_history for k in h if k.endswith("_loss") and k.startswith("eval_")}
+    assert {"eval_all_loss", "eval_balear_loss", "eval_central_loss"} <= eval_keys
+    for dialect in ("balear", "central"):
+        assert (out / "final_samples" / f"{dialect}.wav").is_file()
+        assert (out / "samples" / "step-2" / f"samples_{dialect}.wav").is_file()
+    assert (out / "loss_curve.png").stat().st_size > 1000
+    card = (out / "README.md").read_text()
+    assert "balear" in card and "{label}: {text}" in card and "llama3.2" in card
+    assert json.loads((out / "orpheus_recipe.json").read_text())["snac_model"] == tiny["snac"]
+    assert list((out / "runs").rglob("events.out.tfevents*"))
+
+    # the saved folder is a Synthesizer for recipes/evaluate.py
+    from recipes.common import Synthesizer
+    from recipes.orpheus.generate import load_synthesizer
+
+    synthesizer = load_synthesizer(str(out), device="cpu", max_new_tokens=35, seed=0)
+    assert isinstance(synthesizer, Synthesizer) and synthesizer.sampling_rate == 24000
+    waves = synthesizer.synthesize(["Bon dia", "Bona nit a tothom"], dialects=["balear", "central"])
+    assert all(len(w) % 2048 == 0 and len(w) <= 5 * 2048 and w.dtype == np.float32 for w in waves)
+    assert synthesizer.last_discarded_tokens == [0, 0]
+
+
+def test_generation_stops_at_end_of_speech_and_decodes_every_frame(tiny):
+    from recipes.orpheus.generate import OrpheusSynthesizer, load_model_and_tokenizer
+    from recipes.orpheus.tokenize_dataset import SnacAudioTokenizer, load_snac
+
+    model, tokenizer, _ = load_model_and_tokenizer(tiny["model"], device="cpu")
+    # Make the model always say: two all-zero frames, then end of speech (code 0 and the first frame matter).
+    script = layout.codes_to_tokens(np.zeros(2, int), np.zeros(4, int), np.zeros(8, int)).tolist()
+    script.append(layout.END_OF_SPEECH)
+
+    class Scripted(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config, self.generation_config = inner, inner.config, inner.generation_config
+            self.device = inner.device
+
+        def generate(self, input_ids, **kwargs):
+            return torch.cat([input_ids, torch.tensor([script] * len(input_ids))], dim=1)
+
+    synthesizer = OrpheusSynthesizer(Scripted(model), tokenizer, SnacAudioTokenizer(load_snac(tiny["snac"], "cpu")))
+    waves = synthesizer.synthesize(["hola"], dialects=["balear"])
+    assert waves[0].shape == (2 * 2048,)
+    # the real sampler: constrained to the layout, every emitted token decodes
+    synthesizer = OrpheusSynthesizer(model, tokenizer, synthesizer.audio_tokenizer, max_new_tokens=28, seed=0)
+    tokens = synthesizer.generate_audio_tokens(["balear: hola"])[0]
+    assert len(tokens) % 7 == 0 and synthesizer.last_discarded_tokens == [0]
+    layout.tokens_to_codes(tokens)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_config_parses(config, monkeypatch):
+    if config.name.startswith("voice_lora"):
+        from recipes.orpheus.finetune_voice_lora import make_parser_args
+    else:
+        from recipes.orpheus.pretrain_dialects import make_parser_args
+    monkeypatch.setattr(sys, "argv", ["x"])
+    cpu_overrides = [] if torch.cuda.is_available() else ["--bf16", "false"]  # real configs ask for bf16 GPUs
+    parsed = make_parser_args(["--config", str(config), *cpu_overrides])
+    training_args = parsed[-1]
+    assert training_args.output_dir and training_args.remove_unused_columns is False
+
+
+def test_catalan_config_states_hardware_and_dialects():
+    text = (REPO / "recipes/orpheus/configs/catalan_dialects.yaml").read_text()
+    assert "global batch" in text.lower() and "H100" in text
+    for dialect in ("central", "balear", "valencia", "nord-occidental", "septentrional"):
+        assert dialect in text
+
+
+def cli(*args, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_and_offline_default_config_points_to_demo(tmp_path):
+    result = cli("recipes/orpheus/pretrain_dialects.py", "--help")
+    assert result.returncode == 0 and "--packing" in result.stdout and "--loss_on" in result.stdout
+    result = cli("recipes/orpheus/pretrain_dialects.py", "--output_dir", str(tmp_path / "x"))
+    assert result.returncode != 0
+    assert "canopylabs/orpheus-3b-0.1-pretrained" in result.stderr and "configs/demo.yaml" in result.stderr
