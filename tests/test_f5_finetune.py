@@ -198,7 +198,7 @@ def _tiny_trainer(tmp_path, gradient_accumulation_steps=1):
                              seed=5)
     torch.manual_seed(0)
     collator = F5Collator(vocab)
-    trainer = finetune.make_trainer_class()(
+    trainer = finetune.F5Trainer(
         model=build_model(TINY_ARCH, vocab), args=args, train_dataset=data, eval_dataset=data, data_collator=collator,
         train_frame_lengths=duration_frames(data), frames_per_gpu=700, max_samples=3)
     return trainer, data, collator
@@ -263,7 +263,7 @@ def test_early_stopping_on_eval_loss(tmp_path):
                              load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
                              per_device_eval_batch_size=6, learning_rate=1e-3)
     # A threshold no step can beat: the first evaluation sets the best, the second exhausts patience 1.
-    trainer = finetune.make_trainer_class()(
+    trainer = finetune.F5Trainer(
         model=build_model(TINY_ARCH, vocab), args=args, train_dataset=data, eval_dataset=data,
         data_collator=F5Collator(vocab), callbacks=[EarlyStoppingCallback(1, early_stopping_threshold=1e9)],
         train_frame_lengths=duration_frames(data), frames_per_gpu=700, max_samples=3)
