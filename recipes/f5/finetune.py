@@ -223,7 +223,14 @@ def pick_reference(args: F5Arguments, validation):
     if args.sample_reference_audio:
         wave, sr = decode_audio(args.sample_reference_audio)
         return wave, sr, args.sample_reference_text
-    row = validation[0]
+    # Upstream trims references to ~12 s and budgets ~22 s per generated chunk including the reference.
+    durations = list(validation["duration"])
+    short = [i for i, d in enumerate(durations) if d <= 12.0]
+    index = short[0] if short else min(range(len(durations)), key=durations.__getitem__)
+    if not short:
+        logger.warning("No validation clip is <= 12 s; sampling from a %.1f s reference. Set sample_reference_audio.",
+                       durations[index])
+    row = validation[index]
     wave, sr = decode_audio(row["audio"])
     return wave, sr, row["text"]
 
