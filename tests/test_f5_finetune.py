@@ -97,6 +97,10 @@ def test_demo_starts_at_step_zero_from_a_full_checkpoint(demo_run):
     assert any("eval_loss" in entry for entry in first_state["log_history"])
     assert (out / "samples" / "step-2" / "samples_ema_0.wav").is_file()
     assert (out / "samples" / "step-2" / "samples_online_0.wav").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import AUDIO, EventAccumulator
+
+    audio_events = EventAccumulator(str(out / "runs" / "audio_samples"), size_guidance={AUDIO: 0}).Reload()
+    assert {"samples/ema_0", "samples/online_0"} <= set(audio_events.Tags()["audio"])
 
 
 def test_demo_resume_continues_weights_and_ema(demo_run, base_checkpoint):
@@ -270,6 +274,20 @@ def test_early_stopping_on_eval_loss(tmp_path):
     trainer.train()
     assert trainer.state.global_step == 2  # of max_steps 20
     assert len([e for e in trainer.state.log_history if "eval_loss" in e]) == 2
+
+
+def test_f5_layout_folder_is_a_dataset_source(tmp_path):
+    from data_prep.demo_corpus import load_demo_dataset
+    from recipes.f5.layout import export_f5_layout
+
+    folder = export_f5_layout(load_demo_dataset(languages=["pt-br"]), tmp_path / "f5")
+    args = finetune.F5Arguments(dataset=str(folder), languages=["pt-br"], validation_fraction=0.2, max_duration=10,
+                                frames_per_gpu=1200)
+    splits = finetune.load_splits(args, seed=0)
+    assert len(splits["train"]) + len(splits["validation"]) == 6 and len(splits["validation"]) >= 1
+    assert set(splits["train"]["language"]) == {"pt-br"}
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        finetune.load_splits(finetune.F5Arguments(dataset="./no/such/folder"), seed=0)
 
 
 def test_train_dataloader_is_frame_budgeted(tmp_path):
