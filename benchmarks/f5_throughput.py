@@ -36,7 +36,8 @@ def run_ours(dataset, vocab, arch, args, work: Path) -> tuple[float, int]:
 
     from recipes.f5.checkpoints import build_model
     from recipes.f5.data import F5Collator, duration_frames
-    from recipes.f5.finetune import make_callbacks, make_trainer_class
+    from recipes.f5.callbacks import EMACallback
+    from recipes.f5.finetune import F5Trainer
 
     torch.manual_seed(args.seed)
     model = build_model(arch, vocab)
@@ -45,9 +46,8 @@ def run_ours(dataset, vocab, arch, args, work: Path) -> tuple[float, int]:
         warmup_steps=args.warmup, weight_decay=0.01, max_grad_norm=1.0, report_to="none", save_strategy="no",
         eval_strategy="no", logging_steps=10_000, remove_unused_columns=False, seed=args.seed,
         dataloader_num_workers=args.workers, use_cpu=args.device == "cpu", bf16=args.bf16, disable_tqdm=True)
-    EMACallback, _ = make_callbacks()
     ema = EMACallback(dict(beta=0.9999, update_after_step=100, update_every=10), is_main=True, resume_from=None)
-    trainer = make_trainer_class()(
+    trainer = F5Trainer(
         model=model, args=training_args, train_dataset=dataset, data_collator=F5Collator(vocab), callbacks=[ema],
         train_frame_lengths=duration_frames(dataset), frames_per_gpu=args.frames_per_gpu, max_samples=args.max_samples)
     start = time.perf_counter()

@@ -79,7 +79,12 @@ def demo_run(tmp_path_factory, base_checkpoint):
     finetune.main(*_parse(*common, "--max_steps", "4"))
     first_state = json.loads((out / "trainer_state.json").read_text())
     first_export = sorted(p.name for p in out.glob("model_*.safetensors"))
-    finetune.main(*_parse(*common, "--max_steps", "6"))  # finds checkpoint-4 in output_dir and resumes
+    pushed = []
+    with pytest.MonkeyPatch.context() as patch:  # no network: record what would be uploaded
+        patch.setattr("recipes.common.push_folder_to_hub", lambda folder, repo_id, **kw: pushed.append((folder, repo_id)))
+        # finds checkpoint-4 in output_dir and resumes
+        finetune.main(*_parse(*common, "--max_steps", "6", "--push_to_hub", "true", "--hub_model_id", "me/f5-demo"))
+    assert pushed == [(str(out), "me/f5-demo")]
     return out, first_state, first_export
 
 
@@ -92,6 +97,10 @@ def test_demo_starts_at_step_zero_from_a_full_checkpoint(demo_run):
     assert any("eval_loss" in entry for entry in first_state["log_history"])
     assert (out / "samples" / "step-2" / "samples_ema_0.wav").is_file()
     assert (out / "samples" / "step-2" / "samples_online_0.wav").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import AUDIO, EventAccumulator
+
+    audio_events = EventAccumulator(str(out / "runs" / "audio_samples"), size_guidance={AUDIO: 0}).Reload()
+    assert {"samples/ema_0", "samples/online_0"} <= set(audio_events.Tags()["audio"])
 
 
 def test_demo_resume_continues_weights_and_ema(demo_run, base_checkpoint):
@@ -193,7 +202,7 @@ def _tiny_trainer(tmp_path, gradient_accumulation_steps=1):
                              seed=5)
     torch.manual_seed(0)
     collator = F5Collator(vocab)
-    trainer = finetune.make_trainer_class()(
+    trainer = finetune.F5Trainer(
         model=build_model(TINY_ARCH, vocab), args=args, train_dataset=data, eval_dataset=data, data_collator=collator,
         train_frame_lengths=duration_frames(data), frames_per_gpu=700, max_samples=3)
     return trainer, data, collator
@@ -241,6 +250,44 @@ def test_eval_loss_is_reproducible_and_leaves_training_rng_alone(tmp_path):
     trainer.evaluate()
     assert torch.equal(torch.rand(1), after_first)
     assert trainer.model.audio_drop_prob == 0.3 and trainer.model.cond_drop_prob == 0.2  # restored
+
+
+def test_early_stopping_on_eval_loss(tmp_path):
+    from transformers import EarlyStoppingCallback, TrainingArguments
+
+    from recipes.f5.checkpoints import TINY_ARCH, build_model
+    from recipes.f5.data import F5Collator, duration_frames, read_vocab, upstream_vocab_path
+
+    from data_prep.demo_corpus import load_demo_dataset
+
+    vocab = read_vocab(upstream_vocab_path())
+    data = load_demo_dataset(languages=["pt-br"])
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", remove_unused_columns=False,
+                             max_steps=20, eval_strategy="steps", eval_steps=1, save_steps=1, save_total_limit=1,
+                             load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
+                             per_device_eval_batch_size=6, learning_rate=1e-3)
+    # A threshold no step can beat: the first evaluation sets the best, the second exhausts patience 1.
+    trainer = finetune.F5Trainer(
+        model=build_model(TINY_ARCH, vocab), args=args, train_dataset=data, eval_dataset=data,
+        data_collator=F5Collator(vocab), callbacks=[EarlyStoppingCallback(1, early_stopping_threshold=1e9)],
+        train_frame_lengths=duration_frames(data), frames_per_gpu=700, max_samples=3)
+    trainer.train()
+    assert trainer.state.global_step == 2  # of max_steps 20
+    assert len([e for e in trainer.state.log_history if "eval_loss" in e]) == 2
+
+
+def test_f5_layout_folder_is_a_dataset_source(tmp_path):
+    from data_prep.demo_corpus import load_demo_dataset
+    from recipes.f5.layout import export_f5_layout
+
+    folder = export_f5_layout(load_demo_dataset(languages=["pt-br"]), tmp_path / "f5")
+    args = finetune.F5Arguments(dataset=str(folder), languages=["pt-br"], validation_fraction=0.2, max_duration=10,
+                                frames_per_gpu=1200)
+    splits = finetune.load_splits(args, seed=0)
+    assert len(splits["train"]) + len(splits["validation"]) == 6 and len(splits["validation"]) >= 1
+    assert set(splits["train"]["language"]) == {"pt-br"}
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        finetune.load_splits(finetune.F5Arguments(dataset="./no/such/folder"), seed=0)
 
 
 def test_train_dataloader_is_frame_budgeted(tmp_path):

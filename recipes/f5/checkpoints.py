@@ -120,8 +120,14 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
 
         raw = load_file(str(path), device="cpu")
     else:
-        # mmap: the 5.4 GB full checkpoints are mostly optimizer moments we never touch.
-        raw = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        # mmap: the 5.4 GB full checkpoints are mostly optimizer moments we never touch. Files written before
+        # torch 1.6 (legacy, non-zip format) cannot be mapped and are read whole.
+        try:
+            raw = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            raw = torch.load(str(path), map_location="cpu", weights_only=True)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a dict of tensors or a training checkpoint, got {type(raw).__name__}")
 

@@ -66,10 +66,14 @@ def text_to_symbols(texts: list[str]) -> list[list[str]]:
 
 def missing_symbols(texts: list[str], vocab: list[str]) -> Counter:
     """Symbols the vocab lacks (upstream silently turns them into spaces), with their counts."""
-    known = set(vocab)
+    from tqdm.auto import tqdm
+
+    known, texts, chunk = set(vocab), list(texts), 2000
     counts = Counter()
-    for symbols in text_to_symbols(texts):
-        counts.update(s for s in symbols if s not in known)
+    for start in tqdm(range(0, len(texts), chunk), desc="Checking text symbols against the vocab",
+                      disable=len(texts) < 10 * chunk):
+        for symbols in text_to_symbols(texts[start:start + chunk]):
+            counts.update(s for s in symbols if s not in known)
     return counts
 
 

@@ -27,8 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import torch
+from torch.optim.lr_scheduler import LinearLR, SequentialLR
+from torch.utils.data import DataLoader
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+
 if __package__ in (None, ""):  # `python recipes/f5/finetune.py` / `accelerate launch` run it as a file
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from recipes.f5.data import FrameBudgetBatchSampler  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +101,6 @@ class F5Arguments:
 
 
 def make_parser():
-    from transformers import TrainingArguments
     from trl import TrlParser
 
     return TrlParser((F5Arguments, TrainingArguments))
@@ -104,174 +110,79 @@ def make_parser():
 # Trainer: frame-budget batches, CFM loss, fixed-noise eval loss, upstream optimizer and schedule
 # ------------------------------------------------------------------------------------------------------
 
-def make_trainer_class():
-    import torch
-    from torch.optim.lr_scheduler import LinearLR, SequentialLR
-    from torch.utils.data import DataLoader
-    from transformers import Trainer
+class F5Trainer(Trainer):
+    """HF Trainer over upstream's CFM: frame-budget batches, CFM loss, fixed-noise eval, upstream AdamW + schedule."""
 
-    from recipes.f5.data import FrameBudgetBatchSampler
+    def __init__(self, *args, train_frame_lengths, frames_per_gpu, max_samples, **kwargs):
+        super().__init__(*args, **kwargs)
+        # CFM.forward returns a mean over the masked span frames of its micro-batch; accumulation then
+        # averages micro-batches (Trainer divides by the accumulation steps), as upstream's trainer does.
+        self.model_accepts_loss_kwargs = False
+        self.train_frame_lengths, self.frames_per_gpu, self.max_samples = train_frame_lengths, frames_per_gpu, max_samples
+        self._eval_batch_index = 0
 
-    class F5Trainer(Trainer):
-        def __init__(self, *args, train_frame_lengths, frames_per_gpu, max_samples, **kwargs):
-            super().__init__(*args, **kwargs)
-            # CFM.forward returns a mean over the masked span frames of its micro-batch; accumulation then
-            # averages micro-batches (Trainer divides by the accumulation steps), as upstream's trainer does.
-            self.model_accepts_loss_kwargs = False
-            self.train_frame_lengths, self.frames_per_gpu, self.max_samples = train_frame_lengths, frames_per_gpu, max_samples
-            self._eval_batch_index = 0
+    def get_train_dataloader(self):
+        sampler = FrameBudgetBatchSampler(self.train_frame_lengths, self.frames_per_gpu, self.max_samples,
+                                          seed=self.args.seed)
+        workers = self.args.dataloader_num_workers
+        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                            num_workers=workers, pin_memory=self.args.dataloader_pin_memory,
+                            persistent_workers=self.args.dataloader_persistent_workers and workers > 0)
+        # Accelerate shards whole batches across ranks, so the frame budget is per GPU.
+        return self.accelerator.prepare(loader)
 
-        def get_train_dataloader(self):
-            sampler = FrameBudgetBatchSampler(self.train_frame_lengths, self.frames_per_gpu, self.max_samples,
-                                              seed=self.args.seed)
-            workers = self.args.dataloader_num_workers
-            loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
-                                num_workers=workers, pin_memory=self.args.dataloader_pin_memory,
-                                persistent_workers=self.args.dataloader_persistent_workers and workers > 0)
-            # Accelerate shards whole batches across ranks, so the frame budget is per GPU.
-            return self.accelerator.prepare(loader)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, _cond, pred = model(inputs["mel"], text=inputs["text"], lens=inputs["mel_lengths"])
+        return (loss, {"pred": pred}) if return_outputs else loss
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, _cond, pred = model(inputs["mel"], text=inputs["text"], lens=inputs["mel_lengths"])
-            return (loss, {"pred": pred}) if return_outputs else loss
+    def evaluate(self, *args, **kwargs):
+        self._eval_batch_index = 0
+        return super().evaluate(*args, **kwargs)
 
-        def evaluate(self, *args, **kwargs):
-            self._eval_batch_index = 0
-            return super().evaluate(*args, **kwargs)
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # The training loss draws noise, time, span and CFG dropout at random; early stopping needs an eval
+        # loss that moves only when the model does: same draws for the same batch at every evaluation, and
+        # no CFG dropout (the conditional loss is what inference relies on).
+        inputs = self._prepare_inputs(inputs)
+        cfm = self.accelerator.unwrap_model(model)
+        saved_drop, python_rng = (cfm.audio_drop_prob, cfm.cond_drop_prob), random.getstate()
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.args.seed + self._eval_batch_index)
+                cfm.audio_drop_prob = cfm.cond_drop_prob = 0.0
+                with self.compute_loss_context_manager():
+                    loss = self.compute_loss(model, inputs)
+        finally:
+            cfm.audio_drop_prob, cfm.cond_drop_prob = saved_drop
+            random.setstate(python_rng)
+        self._eval_batch_index += 1
+        return loss.detach(), None, None
 
-        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-            # The training loss draws noise, time, span and CFG dropout at random; early stopping needs an eval
-            # loss that moves only when the model does: same draws for the same batch at every evaluation, and
-            # no CFG dropout (the conditional loss is what inference relies on).
-            inputs = self._prepare_inputs(inputs)
-            cfm = self.accelerator.unwrap_model(model)
-            saved_drop, python_rng = (cfm.audio_drop_prob, cfm.cond_drop_prob), random.getstate()
-            devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-            try:
-                with torch.no_grad(), torch.random.fork_rng(devices=devices):
-                    torch.manual_seed(self.args.seed + self._eval_batch_index)
-                    cfm.audio_drop_prob = cfm.cond_drop_prob = 0.0
-                    with self.compute_loss_context_manager():
-                        loss = self.compute_loss(model, inputs)
-            finally:
-                cfm.audio_drop_prob, cfm.cond_drop_prob = saved_drop
-                random.setstate(python_rng)
-            self._eval_batch_index += 1
-            return loss.detach(), None, None
+    def create_optimizer(self, model=None):
+        # One parameter group, decay on everything (upstream's AdamW), so model_last.pt's optimizer state
+        # loads into upstream's trainer.
+        if self.optimizer is None:
+            if self.args.optim not in ("adamw_torch", "adamw_torch_fused"):
+                raise ValueError(f"optim={self.args.optim!r}: this recipe uses upstream's AdamW (adamw_torch[_fused])")
+            params = [p for p in (model or self.model).parameters() if p.requires_grad]
+            self.optimizer = torch.optim.AdamW(params, lr=self.args.learning_rate, weight_decay=self.args.weight_decay,
+                                               betas=(self.args.adam_beta1, self.args.adam_beta2),
+                                               eps=self.args.adam_epsilon, fused=torch.cuda.is_available())
+        return self.optimizer
 
-        def create_optimizer(self, model=None):
-            # One parameter group, decay on everything (upstream's AdamW), so model_last.pt's optimizer state
-            # loads into upstream's trainer.
-            if self.optimizer is None:
-                if self.args.optim not in ("adamw_torch", "adamw_torch_fused"):
-                    raise ValueError(f"optim={self.args.optim!r}: this recipe uses upstream's AdamW (adamw_torch[_fused])")
-                params = [p for p in (model or self.model).parameters() if p.requires_grad]
-                self.optimizer = torch.optim.AdamW(params, lr=self.args.learning_rate, weight_decay=self.args.weight_decay,
-                                                   betas=(self.args.adam_beta1, self.args.adam_beta2),
-                                                   eps=self.args.adam_epsilon, fused=torch.cuda.is_available())
-            return self.optimizer
-
-        def create_scheduler(self, num_training_steps, optimizer=None):
-            # Upstream's schedule: linear warmup from ~0, then linear decay to 1e-8 x lr, counted in updates.
-            if self.lr_scheduler is None:
-                optimizer = optimizer or self.optimizer
-                warmup = self.args.get_warmup_steps(num_training_steps)
-                decay = LinearLR(optimizer, start_factor=1.0, end_factor=1e-8, total_iters=max(num_training_steps - warmup, 1))
-                if warmup > 0:
-                    ramp = LinearLR(optimizer, start_factor=1e-8, end_factor=1.0, total_iters=warmup)
-                    self.lr_scheduler = SequentialLR(optimizer, [ramp, decay], milestones=[warmup])
-                else:
-                    self.lr_scheduler = decay
-            return self.lr_scheduler
-
-    return F5Trainer
-
-
-# ------------------------------------------------------------------------------------------------------
-# Callbacks: EMA (main process only, like upstream) and audio samples at evaluation
-# ------------------------------------------------------------------------------------------------------
-
-def make_callbacks():
-    import torch
-    from transformers import TrainerCallback
-
-    class EMACallback(TrainerCallback):
-        """ema_pytorch EMA of the online weights, created at train start (model on its device) with step 0."""
-
-        def __init__(self, ema_kwargs: dict, is_main: bool, resume_from: str | None):
-            self.ema_kwargs, self.is_main, self.resume_from, self.ema = ema_kwargs, is_main, resume_from, None
-
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if not self.is_main or self.ema is not None:
-                return
-            from ema_pytorch import EMA
-
-            self.ema = EMA(model, include_online_model=False, **self.ema_kwargs)
-            self.ema.to(next(model.parameters()).device)
-            if self.resume_from:
-                self.load(self.resume_from)
-
-        def load(self, checkpoint_dir: str):
-            path = Path(checkpoint_dir) / "ema.pt"
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} missing: cannot resume the EMA of {checkpoint_dir}")
-            self.ema.load_state_dict(torch.load(path, map_location=next(self.ema.parameters()).device, weights_only=True))
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.ema is not None:
-                self.ema.update()
-
-        def on_save(self, args, state, control, **kwargs):
-            if self.ema is not None:
-                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                folder.mkdir(parents=True, exist_ok=True)
-                torch.save(self.ema.state_dict(), folder / "ema.pt")
-
-        def on_train_end(self, args, state, control, **kwargs):
-            # load_best_model_at_end restores the best online weights; keep the EMA of that same checkpoint.
-            if self.ema is not None and args.load_best_model_at_end and state.best_model_checkpoint:
-                self.load(state.best_model_checkpoint)
-
-    class AudioSamplesCallback(TrainerCallback):
-        """Clones the reference voice with the EMA and the online weights (they can differ a lot early in a
-        fine-tune) and logs the audio to TensorBoard and <output_dir>/samples/."""
-
-        def __init__(self, script_args, reference, ema_callback, training_args):
-            from recipes.common import AudioSampleLogger
-
-            self.args, self.reference, self.ema_callback = script_args, reference, ema_callback
-            # transformers 5 has no logging_dir: scalars go to $TENSORBOARD_LOGGING_DIR or <output_dir>/runs/<run>;
-            # audio goes beside them so one `tensorboard --logdir <output_dir>/runs` shows both.
-            log_dir = os.environ.get("TENSORBOARD_LOGGING_DIR") or os.path.join(training_args.output_dir, "runs",
-                                                                               "audio_samples")
-            self.audio_logger = AudioSampleLogger(log_dir, training_args.output_dir, training_args.report_to)
-            self.vocoder = None
-
-        def on_evaluate(self, args, state, control, model=None, **kwargs):
-            if not state.is_world_process_zero or not self.args.sample_texts:
-                return
-            from recipes.f5.checkpoints import load_vocoder
-            from recipes.f5.generate import synthesize_with_reference
-
-            device = str(next(model.parameters()).device)
-            if self.vocoder is None:
-                self.vocoder = load_vocoder(self.args.vocoder_path, self.args.mel_spec_type, device, args.output_dir)
-            ref_wave, ref_sr, ref_text = self.reference
-            weights = [("online", model)]
-            if self.ema_callback.ema is not None:
-                weights.insert(0, ("ema", self.ema_callback.ema.ema_model))
-            samples = {}
-            for name, cfm in weights:
-                was_training = cfm.training
-                for i, text in enumerate(self.args.sample_texts):
-                    wave = synthesize_with_reference(cfm, self.vocoder, ref_wave, ref_sr, ref_text, text,
-                                                     mel_spec_type=self.args.mel_spec_type, device=device,
-                                                     nfe_step=self.args.sample_nfe_steps)
-                    samples[f"samples/{name}_{i}"] = (wave, 24_000)
-                cfm.train(was_training)  # CFM.sample switches to eval mode
-            self.audio_logger.log(samples, state.global_step)
-
-    return EMACallback, AudioSamplesCallback
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        # Upstream's schedule: linear warmup from ~0, then linear decay to 1e-8 x lr, counted in updates.
+        if self.lr_scheduler is None:
+            optimizer = optimizer or self.optimizer
+            warmup = self.args.get_warmup_steps(num_training_steps)
+            decay = LinearLR(optimizer, start_factor=1.0, end_factor=1e-8, total_iters=max(num_training_steps - warmup, 1))
+            if warmup > 0:
+                ramp = LinearLR(optimizer, start_factor=1e-8, end_factor=1.0, total_iters=warmup)
+                self.lr_scheduler = SequentialLR(optimizer, [ramp, decay], milestones=[warmup])
+            else:
+                self.lr_scheduler = decay
+        return self.lr_scheduler
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -312,7 +223,14 @@ def pick_reference(args: F5Arguments, validation):
     if args.sample_reference_audio:
         wave, sr = decode_audio(args.sample_reference_audio)
         return wave, sr, args.sample_reference_text
-    row = validation[0]
+    # Upstream trims references to ~12 s and budgets ~22 s per generated chunk including the reference.
+    durations = list(validation["duration"])
+    short = [i for i, d in enumerate(durations) if d <= 12.0]
+    index = short[0] if short else min(range(len(durations)), key=durations.__getitem__)
+    if not short:
+        logger.warning("No validation clip is <= 12 s; sampling from a %.1f s reference. Set sample_reference_audio.",
+                       durations[index])
+    row = validation[index]
     wave, sr = decode_audio(row["audio"])
     return wave, sr, row["text"]
 
@@ -363,9 +281,8 @@ def export_upstream(trainer, ema, args: F5Arguments, arch: dict, vocab: list[str
 # ------------------------------------------------------------------------------------------------------
 
 def main(args: F5Arguments, training_args) -> Path | None:
-    from transformers import EarlyStoppingCallback, set_seed
-
     from recipes.common import explain_hub_errors, log_trainable_parameters, push_folder_to_hub, resume_checkpoint
+    from recipes.f5.callbacks import AudioSamplesCallback, EMACallback
     from recipes.f5.checkpoints import build_model, extend_text_embedding, load_initial_weights, resolve_model_config
     from recipes.f5.data import F5Collator, duration_frames, missing_symbols, read_vocab, upstream_vocab_path, write_vocab
 
@@ -418,7 +335,6 @@ def main(args: F5Arguments, training_args) -> Path | None:
     push = training_args.push_to_hub
     training_args.push_to_hub = False  # the Trainer would upload raw Trainer checkpoints; we push the upstream export
     resume_from = resume_checkpoint(training_args)
-    EMACallback, AudioSamplesCallback = make_callbacks()
     ema_callback = EMACallback(dict(beta=args.ema_beta, update_after_step=args.ema_update_after_step,
                                     update_every=args.ema_update_every, power=args.ema_power),
                                is_main=training_args.process_index == 0, resume_from=resume_from)
@@ -428,7 +344,7 @@ def main(args: F5Arguments, training_args) -> Path | None:
                                               training_args))
     if args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
-    trainer = make_trainer_class()(
+    trainer = F5Trainer(
         model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["validation"],
         data_collator=F5Collator(vocab, args.mel_spec_type), callbacks=callbacks,
         train_frame_lengths=duration_frames(splits["train"]), frames_per_gpu=args.frames_per_gpu,
@@ -460,8 +376,6 @@ def main(args: F5Arguments, training_args) -> Path | None:
 
 
 if __name__ == "__main__":
-    from transformers import TrainingArguments
-
     from recipes.common import parse_recipe_args
 
     main(*parse_recipe_args(F5Arguments, TrainingArguments))
