@@ -175,7 +175,10 @@ def test_demo_generate_cli_uses_the_export(demo_run, tmp_path):
     from recipes.f5.generate import load_synthesizer
 
     out, _, _ = demo_run
+    from recipes.common import Synthesizer
+
     synthesizer = load_synthesizer(str(out), device="cpu", vocoder_path="random", nfe_step=2)
+    assert isinstance(synthesizer, Synthesizer)
     assert synthesizer.needs_reference and synthesizer.sampling_rate == 24000
     ref = load_demo_dataset(languages=["pt-br"])[0]
     from data_prep.audio import decode_audio
