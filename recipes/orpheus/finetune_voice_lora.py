@@ -151,6 +151,10 @@ def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: O
 
         with training_args.main_process_first(desc="build tiny model"):
             build_tiny_orpheus(Path(args.model_name_or_path).parent)
+    if args.model_name_or_path.startswith(("outputs/", "./", "/")) and not os.path.isdir(args.model_name_or_path):
+        raise SystemExit(f"base model folder {args.model_name_or_path} does not exist. For the demo, train the dialect "
+                         "model first: python recipes/orpheus/pretrain_dialects.py --config "
+                         "recipes/orpheus/configs/demo.yaml (or point model_name_or_path at an Orpheus checkpoint).")
     model, tokenizer = load_base(args, training_args.bf16)
     model.config.use_cache = False  # a cache disables the packed-sequence mask (notes, pitfall 13)
 
