@@ -207,6 +207,13 @@ def build_rows(encoded, tokenizer, prompt_label: str = "dialect", max_length: in
         "frames_removed_as_duplicates": int(sum(encoded["frames_removed"])) if len(encoded) else 0,
         "audio_tokens": int(sum(columns["n_audio_tokens"])),
     }
+    total_frames = report["frames_removed_as_duplicates"] + sum(len(t) for t in encoded["audio_tokens"]) // 7 \
+        if len(encoded) else 0
+    if total_frames and report["frames_removed_as_duplicates"] > 0.3 * total_frames:
+        logger.warning("Duplicate-frame removal dropped %d of %d frames (%.0f%%): far more than the silence it is meant "
+                       "for (a random or mismatched codec?). Set remove_duplicate_frames false to keep them.",
+                       report["frames_removed_as_duplicates"], total_frames,
+                       100 * report["frames_removed_as_duplicates"] / total_frames)
     if too_long:
         logger.warning("Dropped %d row(s) longer than max_length=%d tokens (%s). Raise max_length or split long "
                        "clips (8192 tokens is about 100 s of audio).", report["dropped_over_max_length"], max_length,
