@@ -55,7 +55,7 @@ def test_voice_lora_trains_saves_merges_and_generates(tiny, tmp_path, monkeypatc
     argv = ["--config", str(REPO / "recipes/orpheus/configs/voice_lora_demo.yaml"), "--model_name_or_path",
             tiny["model"], "--build_tiny_model", "false", "--snac_model", tiny["snac"],
             "--tokenized_dataset", tokenized_rows(tiny, tmp_path / "rows"), "--speakers", "s0", "s1",
-            "--voice", "Veu Demo", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "0.02",
+            "--voice", "Veu Demo", "--lora_target", "attention", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "0.02",
             "--warmup_steps", "0", "--eval_steps", "100", "--save_steps", "100", "--sample_max_new_tokens", "14",
             "--sample_min_new_tokens", "0", "--report_to", "none", "--disable_tqdm", "true"]
     with caplog.at_level(logging.WARNING):
@@ -92,3 +92,18 @@ def test_voice_lora_trains_saves_merges_and_generates(tiny, tmp_path, monkeypatc
 def test_lora_help():
     result = cli("recipes/orpheus/finetune_voice_lora.py", "--help")
     assert result.returncode == 0 and "--lora_r" in result.stdout and "--load_in_4bit" in result.stdout
+
+
+@pytest.mark.gpu
+def test_qlora_trains_on_gpu(tiny, tmp_path, monkeypatch):
+    from recipes.orpheus import finetune_voice_lora
+
+    out = tmp_path / "qlora"
+    argv = ["--config", str(REPO / "recipes/orpheus/configs/voice_lora_demo.yaml"), "--model_name_or_path",
+            tiny["model"], "--snac_model", tiny["snac"], "--tokenized_dataset", tokenized_rows(tiny, tmp_path / "rows"),
+            "--speakers", "s0", "s1", "--output_dir", str(out), "--load_in_4bit", "true", "--use_cpu", "false",
+            "--bf16", "true", "--max_steps", "2", "--merge", "false", "--sample_max_new_tokens", "14",
+            "--sample_min_new_tokens", "0", "--report_to", "none"]
+    trainer = finetune_voice_lora.main(*parse(argv, monkeypatch))
+    assert trainer.state.global_step == 2 and (out / "adapter_model.safetensors").is_file()
+    assert any("4bit" in type(m).__name__ for m in trainer.model.modules())

@@ -152,6 +152,11 @@ def cli(*args, timeout=120):
 def test_help_and_offline_default_config_points_to_demo(tmp_path):
     result = cli("recipes/orpheus/pretrain_dialects.py", "--help")
     assert result.returncode == 0 and "--packing" in result.stdout and "--loss_on" in result.stdout
-    result = cli("recipes/orpheus/pretrain_dialects.py", "--output_dir", str(tmp_path / "x"))
+    result = cli("recipes/orpheus/pretrain_dialects.py")  # the real Catalan config
+    assert result.returncode != 0 and "configs/demo.yaml" in result.stderr
+    if torch.cuda.is_available():
+        assert "canopylabs/orpheus-3b-0.1-pretrained" in result.stderr
+    # offline, the missing base model is named and the demo offered
+    result = cli("recipes/orpheus/pretrain_dialects.py", "--bf16", "false", "--output_dir", str(tmp_path / "x"))
     assert result.returncode != 0
     assert "canopylabs/orpheus-3b-0.1-pretrained" in result.stderr and "configs/demo.yaml" in result.stderr

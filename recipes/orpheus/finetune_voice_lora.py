@@ -151,6 +151,10 @@ def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: O
 
         with training_args.main_process_first(desc="build tiny model"):
             build_tiny_orpheus(Path(args.model_name_or_path).parent)
+    if args.model_name_or_path.startswith(("outputs/", "./", "/")) and not os.path.isdir(args.model_name_or_path):
+        raise SystemExit(f"base model folder {args.model_name_or_path} does not exist. For the demo, train the dialect "
+                         "model first: python recipes/orpheus/pretrain_dialects.py --config "
+                         "recipes/orpheus/configs/demo.yaml (or point model_name_or_path at an Orpheus checkpoint).")
     model, tokenizer = load_base(args, training_args.bf16)
     model.config.use_cache = False  # a cache disables the packed-sequence mask (notes, pitfall 13)
 
@@ -179,9 +183,9 @@ def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: O
 
     # ---- 3. LoRA ---------------------------------------------------------------------------------------
     if args.load_in_4bit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=training_args.gradient_checkpointing)
-    if training_args.gradient_checkpointing:
-        training_args.gradient_checkpointing_kwargs = training_args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=training_args.activation_checkpointing)
+    if training_args.activation_checkpointing:
+        training_args.activation_checkpointing_kwargs = training_args.activation_checkpointing_kwargs or {"use_reentrant": False}
         model.enable_input_require_grads()
     model = get_peft_model(model, lora_config(args))
     trainable, total = log_trainable_parameters(model, logger.info)
@@ -201,6 +205,12 @@ def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: O
                                       or os.path.join(training_args.output_dir, "runs", "samples"),
                                       training_args.output_dir, training_args.report_to)
     has_validation = "validation" in rows and len(rows["validation"]) > 0
+    if not has_validation and training_args.eval_strategy != "no":
+        from transformers.trainer_utils import IntervalStrategy
+
+        logger.warning("no validation clips for %s: evaluation is turned off (raise validation_fraction to keep it)",
+                       args.speakers)
+        training_args.eval_strategy = IntervalStrategy.NO
     trainer = OrpheusTrainer(
         model=model, args=training_args, train_dataset=rows["train"],
         eval_dataset=rows["validation"] if has_validation and training_args.eval_strategy != "no" else None,
@@ -278,8 +288,9 @@ def make_parser_args(argv: list[str] | None = None):
 
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
-    if len(sys.argv) == 1:
-        sys.argv += ["--config", str(DEFAULT_CONFIG)]
+    if not any(arg == "--config" or arg.startswith("--config=") for arg in sys.argv[1:]) \
+            and not any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        sys.argv[1:1] = ["--config", str(DEFAULT_CONFIG)]  # the real recipe unless another config is named
     return parse_recipe_args(VoiceLoraArguments, TokenizeArguments, OrpheusTrainingArguments)
 
 

@@ -5,7 +5,7 @@
     # offline CPU demo (builds a tiny model on first use, a few minutes):
     python recipes/orpheus/pretrain_dialects.py --config recipes/orpheus/configs/demo.yaml
 
-Run with no arguments it uses configs/catalan_dialects.yaml. Steps, top to bottom:
+Without --config it uses configs/catalan_dialects.yaml (flags still override it). Steps, top to bottom:
 1. load the base model and tokenizer, and check the tokenizer has the Orpheus ids;
 2. load the schema dataset (data_prep) and SNAC-tokenise it, cached and resumable
    (or read rows written by `recipes/orpheus/tokenize_dataset.py` via --tokenized_dataset);
@@ -97,10 +97,14 @@ class OrpheusTrainingArguments(TrainingArguments):
     bf16: bool | None = None  # None: on when the GPU supports it
 
     def __post_init__(self):
-        if self.bf16 is None:
-            import torch
+        import torch
 
-            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        has_bf16_gpu = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if self.bf16 is None:
+            self.bf16 = has_bf16_gpu
+        elif self.bf16 and not has_bf16_gpu and not self.use_cpu:
+            raise ValueError(f"bf16: true needs a CUDA GPU with bf16 support and none was found. This config is for "
+                             f"GPUs; on CPU try the offline demo: {DEMO_COMMAND} (or pass --bf16 false).")
         super().__post_init__()
 
 
@@ -135,8 +139,8 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
             dtype=torch.bfloat16 if training_args.bf16 else torch.float32)
     layout.check_tokenizer(tokenizer, model.config.vocab_size, where=f"tokenizer of {script_args.model_name_or_path}")
     model.config.use_cache = False  # a cache disables the packed-sequence mask (notes, pitfall 13)
-    if training_args.gradient_checkpointing:
-        training_args.gradient_checkpointing_kwargs = training_args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+    if training_args.activation_checkpointing:
+        training_args.activation_checkpointing_kwargs = training_args.activation_checkpointing_kwargs or {"use_reentrant": False}
     log_trainable_parameters(model, logger.info)
 
     # ---- 2. data -------------------------------------------------------------------------------------
@@ -263,8 +267,9 @@ def make_parser_args(argv: list[str] | None = None):
 
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
-    if len(sys.argv) == 1:
-        sys.argv += ["--config", str(DEFAULT_CONFIG)]
+    if not any(arg == "--config" or arg.startswith("--config=") for arg in sys.argv[1:]) \
+            and not any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        sys.argv[1:1] = ["--config", str(DEFAULT_CONFIG)]  # the real recipe unless another config is named
     return parse_recipe_args(ScriptArguments, TokenizeArguments, OrpheusTrainingArguments)
 
 
