@@ -246,7 +246,8 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
                                  f"`{label_example}`, inside `[128259] <|begin_of_text|>... [128009, 128260, 128261, "
                                  f"128257]`; generation stops at 128258.",
                 "Training": f"loss on {script_args.loss_on} tokens, packing={script_args.packing}, "
-                            f"lr {training_args.learning_rate} {training_args.lr_scheduler_type}, global batch "
+                            f"lr {training_args.learning_rate} "
+                            f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, global batch "
                             f"{training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps}"
                             f" x {training_args.world_size} rows, text_ratio {script_args.text_ratio}.",
                 "Use": f"`python recipes/orpheus/generate.py --model <this repo> --dialect balear --text \"Bon dia.\"`",
