@@ -46,7 +46,8 @@ eval-demo: install ## after `make demo`: score the demo model per dialect (tiny 
 	$(OFFLINE) $(PY) recipes/evaluate.py --config recipes/eval/configs/demo.yaml --dataset $(OUT)/demo/dataset \
 		--model_path $(OUT)/orpheus/demo --output_dir $(OUT)/orpheus/demo_eval
 
-orpheus-lora-demo: install ## Orpheus single-voice LoRA on one demo speaker: train, save, merge, generate with both forms
+orpheus-lora-demo: install ## after `make demo`: LoRA of the demo model to one demo speaker; save, merge, generate both forms
+	@test -d $(OUT)/orpheus/demo || { echo "run 'make demo' first: the LoRA demo adapts its model"; exit 2; }
 	$(OFFLINE) $(PY) recipes/orpheus/finetune_voice_lora.py --config recipes/orpheus/configs/voice_lora_demo.yaml
 
 f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, vocab + Ô) -> voice clone via upstream inference
@@ -77,9 +78,10 @@ repro-orpheus: install ## Orpheus-3B Catalan dialect pretraining (8 GPUs, FSDP2)
 	$(ACCELERATE) launch --config_file accelerate_configs/fsdp2.yaml recipes/orpheus/pretrain_dialects.py \
 		--config recipes/orpheus/configs/catalan_dialects.yaml $(if $(DATA),--dataset $(DATA))
 
-repro-orpheus-lora: install ## Orpheus single-voice LoRA (1 GPU)
+repro-orpheus-lora: install ## Orpheus single-voice LoRA (1 GPU); SPEAKER=<speaker id> required
+	@test -n "$(SPEAKER)" || { echo "set SPEAKER=<id from the dataset's speaker column>"; exit 2; }
 	$(ACCELERATE) launch --config_file accelerate_configs/single_gpu.yaml recipes/orpheus/finetune_voice_lora.py \
-		--config recipes/orpheus/configs/voice_lora.yaml $(if $(DATA),--dataset $(DATA))
+		--config recipes/orpheus/configs/voice_lora.yaml --speakers $(SPEAKER) $(if $(DATA),--dataset $(DATA))
 
 repro-f5: install ## F5-TTS pt-BR fine-tune from firstpixel/F5-TTS-pt-br (1 GPU)
 	$(ACCELERATE) launch --config_file accelerate_configs/single_gpu.yaml recipes/f5/finetune.py \

@@ -132,9 +132,19 @@ def test_every_config_parses(config, monkeypatch):
         from recipes.orpheus.pretrain_dialects import make_parser_args
     monkeypatch.setattr(sys, "argv", ["x"])
     cpu_overrides = [] if torch.cuda.is_available() else ["--bf16", "false"]  # real configs ask for bf16 GPUs
-    parsed = make_parser_args(["--config", str(config), *cpu_overrides])
+    # the real voice config leaves the voice to the launch command (--speakers), so name one here
+    voice = ["--speakers", "some_client_id"] if config.name == "voice_lora.yaml" else []
+    parsed = make_parser_args(["--config", str(config), *cpu_overrides, *voice])
     training_args = parsed[-1]
     assert training_args.output_dir and training_args.remove_unused_columns is False
+
+
+def test_real_voice_config_without_speakers_says_what_to_set(monkeypatch):
+    from recipes.orpheus.finetune_voice_lora import make_parser_args
+
+    monkeypatch.setattr(sys, "argv", ["x"])
+    with pytest.raises(ValueError, match="set speakers"):
+        make_parser_args(["--config", str(REPO / "recipes/orpheus/configs/voice_lora.yaml"), "--bf16", "false"])
 
 
 def test_catalan_config_states_hardware_and_dialects():

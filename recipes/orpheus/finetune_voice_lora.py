@@ -1,6 +1,6 @@
 """Fine-tune Orpheus to one voice (or a few) with LoRA: `{voice}: {text}` prompts, adapter + optional merge.
 
-    accelerate launch --config_file recipes/orpheus/accelerate/single_gpu.yaml \
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml \
         recipes/orpheus/finetune_voice_lora.py --config recipes/orpheus/configs/voice_lora.yaml
     # offline CPU demo on one demo-corpus speaker (builds the tiny model on first use):
     python recipes/orpheus/finetune_voice_lora.py --config recipes/orpheus/configs/voice_lora_demo.yaml

@@ -1,6 +1,6 @@
 """Continued pretraining of Orpheus-3B on many speakers of several dialects (`{dialect}: {text}` prompts).
 
-    accelerate launch --config_file recipes/orpheus/accelerate/fsdp2.yaml \
+    accelerate launch --config_file accelerate_configs/fsdp2.yaml \
         recipes/orpheus/pretrain_dialects.py --config recipes/orpheus/configs/catalan_dialects.yaml
     # offline CPU demo (builds a tiny model on first use, a few minutes):
     python recipes/orpheus/pretrain_dialects.py --config recipes/orpheus/configs/demo.yaml
