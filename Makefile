@@ -98,8 +98,8 @@ repro-pocket: install ## Pocket TTS shared multilingual model (8 GPUs, DDP)
 	$(ACCELERATE) launch --config_file accelerate_configs/ddp.yaml recipes/pocket/finetune_multilingual.py \
 		--config recipes/pocket/configs/multilingual.yaml $(if $(DATA),--dataset $(DATA))
 
-quality: install ## lint
-	$(PY) -m ruff check data_prep recipes tests benchmarks 2>/dev/null || $(PY) -m pyflakes data_prep recipes tests benchmarks
+quality: install ## lint (pyflakes-level checks: undefined names, unused imports, syntax)
+	$(PY) -m ruff check --select F,E9 data_prep recipes tests benchmarks
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -22,10 +22,22 @@ _VERSIONED_PACKAGES = (
 )
 
 
-def parse_recipe_args(*dataclass_types):
-    """Parse dataclasses with TRL's parser: dataclass defaults < `--config recipe.yaml` < CLI flags."""
+def parse_recipe_args(*dataclass_types, default_config: str | os.PathLike | None = None, argv: list[str] | None = None):
+    """Parse dataclasses with TRL's parser: dataclass defaults < `--config recipe.yaml` < CLI flags.
+
+    `default_config` is used when no `--config` is given (and not for `--help`), so running a script
+    with no arguments runs its real recipe. `argv` replaces the command line (tests).
+    """
+    import sys
+
     from trl import TrlParser
 
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    args = sys.argv[1:]
+    if default_config is not None and not any(a == "--config" or a.startswith("--config=") for a in args) \
+            and not any(a in ("-h", "--help") for a in args):
+        sys.argv[1:1] = ["--config", str(default_config)]
     return TrlParser(dataclass_types).parse_args_and_config()
 
 

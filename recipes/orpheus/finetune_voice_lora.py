@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,7 +252,7 @@ def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: O
             "LoRA": f"r {args.lora_r}, alpha {args.lora_alpha}, dropout {args.lora_dropout}, rsLoRA {args.use_rslora}, "
                     f"targets {targets}, modules_to_save {args.lora_modules_to_save}, 4-bit base {args.load_in_4bit}; "
                     f"{trainable:,} trainable of {total:,} parameters.",
-            "Use": f"`python recipes/orpheus/generate.py --model <adapter repo or folder> --text \"...\"` (adapter), "
+            "Use": "`python recipes/orpheus/generate.py --model <adapter repo or folder> --text \"...\"` (adapter), "
                    "or the merged model folder. Listen to both: merged models are reported to sound worse "
                    "(notes, pitfall 4).",
             "Data": f"Dataset `{args.tokenized_dataset or args.dataset}`, tokenisation report: {json.dumps(report)}",
@@ -286,12 +285,8 @@ def _relabel(rows, tokenizer, voice: str):
 def make_parser_args(argv: list[str] | None = None):
     from recipes.common import parse_recipe_args
 
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-    if not any(arg == "--config" or arg.startswith("--config=") for arg in sys.argv[1:]) \
-            and not any(arg in ("-h", "--help") for arg in sys.argv[1:]):
-        sys.argv[1:1] = ["--config", str(DEFAULT_CONFIG)]  # the real recipe unless another config is named
-    return parse_recipe_args(VoiceLoraArguments, TokenizeArguments, OrpheusTrainingArguments)
+    # no --config: the real recipe (offline, that fails with a message pointing to the demo)
+    return parse_recipe_args(VoiceLoraArguments, TokenizeArguments, OrpheusTrainingArguments, default_config=DEFAULT_CONFIG, argv=argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -250,7 +249,7 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
                             f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, global batch "
                             f"{training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps}"
                             f" x {training_args.world_size} rows, text_ratio {script_args.text_ratio}.",
-                "Use": f"`python recipes/orpheus/generate.py --model <this repo> --dialect balear --text \"Bon dia.\"`",
+                "Use": "`python recipes/orpheus/generate.py --model <this repo> --dialect balear --text \"Bon dia.\"`",
             },
             tags=["orpheus", "snac", "dialects"], datasets=[] if script_args.dataset == "demo" else [script_args.dataset],
             metrics={k: float(v) for k, v in metrics.items() if k.endswith("_loss")},
@@ -266,12 +265,8 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
 def make_parser_args(argv: list[str] | None = None):
     from recipes.common import parse_recipe_args
 
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-    if not any(arg == "--config" or arg.startswith("--config=") for arg in sys.argv[1:]) \
-            and not any(arg in ("-h", "--help") for arg in sys.argv[1:]):
-        sys.argv[1:1] = ["--config", str(DEFAULT_CONFIG)]  # the real recipe unless another config is named
-    return parse_recipe_args(ScriptArguments, TokenizeArguments, OrpheusTrainingArguments)
+    # no --config: the real recipe (offline, that fails with a message pointing to the demo)
+    return parse_recipe_args(ScriptArguments, TokenizeArguments, OrpheusTrainingArguments, default_config=DEFAULT_CONFIG, argv=argv)
 
 
 if __name__ == "__main__":
