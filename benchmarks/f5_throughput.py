@@ -96,6 +96,9 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per trainer, in alternating order after one untimed warm-up each; the best "
+                             "run counts (a shared machine's load and first-run costs would otherwise decide the ratio)")
     args = parser.parse_args(argv)
 
     import torch
@@ -115,22 +118,37 @@ def main(argv=None):
     print(f"data: {len(dataset)} demo clips, {frames_per_epoch} mel frames per epoch; model {args.model_config}; "
           f"{args.frames_per_gpu} frames/batch, max {args.max_samples} clips; {args.epochs} epochs; device {args.device}")
 
-    results = {}
-    ours_s, ours_updates = run_ours(dataset, vocab, arch, args, work)
-    results["tts-recipes (HF Trainer)"] = (ours_s, ours_updates)
-    try:
-        up_s, up_updates = run_upstream(f5_dir, f5_dir / "vocab.txt", arch, args, work)
-        results["upstream f5_tts.model.Trainer"] = (up_s, up_updates)
-    except Exception as err:  # report why upstream could not run here, with the exception, instead of a ratio
-        print(f"upstream trainer did not run: {type(err).__name__}: {err}")
+    ours_name, upstream_name = "tts-recipes (HF Trainer)", "upstream f5_tts.model.Trainer"
+    runners = {
+        ours_name: lambda run_dir: run_ours(dataset, vocab, arch, args, run_dir),
+        upstream_name: lambda run_dir: run_upstream(f5_dir, f5_dir / "vocab.txt", arch, args, run_dir),
+    }
+    timings: dict[str, list[tuple[float, int]]] = {name: [] for name in runners}
+    # warm-up (untimed), then alternate the order so neither trainer always runs first
+    order = list(runners) + [name for i in range(args.repeats) for name in (list(runners) if i % 2 else list(runners)[::-1])]
+    for i, name in enumerate(order):
+        try:
+            result = runners[name](work / f"run{i}")
+        except Exception as err:  # report why upstream could not run here, with the exception, instead of a ratio
+            print(f"{name} did not run: {type(err).__name__}: {err}")
+            runners.pop(name, None)
+            timings.pop(name, None)
+            order = [n for n in order if n != name]
+            continue
+        if i >= 2:
+            timings[name].append(result)
 
     frames = frames_per_epoch * args.epochs
-    print(f"\n{'trainer':34s} {'updates':>8s} {'seconds':>9s} {'frames/s':>10s}")
-    for name, (seconds, updates) in results.items():
-        print(f"{name:34s} {updates:8d} {seconds:9.2f} {frames / seconds:10.0f}")
-    if len(results) == 2:
-        (ours_s, _), (up_s, _) = results.values()
-        print(f"\nratio ours/upstream frames/s: {up_s / ours_s:.2f}x")
+    print(f"\n{'trainer':34s} {'updates':>8s} {'best s':>8s} {'median s':>9s} {'frames/s (best)':>16s}")
+    best = {}
+    for name, runs in timings.items():
+        if not runs:
+            continue
+        seconds = sorted(s for s, _ in runs)
+        best[name] = seconds[0]
+        print(f"{name:34s} {runs[0][1]:8d} {seconds[0]:8.2f} {seconds[len(seconds) // 2]:9.2f} {frames / seconds[0]:16.0f}")
+    if len(best) == 2:
+        print(f"\nratio ours/upstream frames/s (best of {args.repeats} each): {best[upstream_name] / best[ours_name]:.2f}x")
 
 
 if __name__ == "__main__":
