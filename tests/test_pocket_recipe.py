@@ -121,6 +121,34 @@ def test_collator_trims_silence_and_leaves_an_eos_frame(demo_splits, tokenizer):
         assert batch["prompt_audio"][i, 0, batch["prompt_lengths"][i] - 1900: batch["prompt_lengths"][i]].abs().max() == 0
 
 
+def test_training_text_gets_the_base_configs_character_replacements(demo_splits, tokenizer):
+    """pocket_tts' generate_audio applies the config's replace_characters (english_2026-04_24l, the base of
+    every real config: curly apostrophes -> "'") before tokenising; the collator and the tokenizer's
+    training texts must read the same string, or the model trains on pieces inference never produces."""
+    import sentencepiece
+    from pocket_tts.models.text_chunking import prepare_text_prompt
+
+    from recipes.pocket.data import PocketCollator, normalize_text, text_options
+    from recipes.pocket.modeling import load_base_config
+    from recipes.pocket.train_tokenizer import tokenizer_texts
+
+    config = load_base_config("english_2026-04_24l")
+    assert config.replace_characters.get("\u2019") == "'"
+    options = text_options(config)
+    text = "l\u2019\u00e9cole est ferm\u00e9e"
+    at_inference, _ = prepare_text_prompt(text, config.pad_with_spaces_for_short_inputs, config.remove_semicolons,
+                                          config.append_terminal_punctuation, config.capitalize_first_letter,
+                                          config.replace_characters)
+    assert normalize_text(text, "fr", False, options) == at_inference == "L'\u00e9cole est ferm\u00e9e."
+
+    train, _ = demo_splits
+    row = {**train[0], "text": text, "language": "fr"}
+    batch = PocketCollator(train, tokenizer, text_options=options)([row])
+    expected = sentencepiece.SentencePieceProcessor(model_file=tokenizer).encode(at_inference, out_type=int)
+    assert batch["text_ids"][0, : batch["text_lengths"][0]].tolist() == expected
+    assert tokenizer_texts(train.select([0]).map(lambda r: {"text": text}), False, options) == [at_inference]
+
+
 def test_export_loads_and_speaks_in_pocket_tts(tmp_path, tokenizer, demo_splits):
     import sentencepiece
     from pocket_tts import TTSModel
