@@ -149,6 +149,35 @@ def test_training_text_gets_the_base_configs_character_replacements(demo_splits,
     assert tokenizer_texts(train.select([0]).map(lambda r: {"text": text}), False, options) == [at_inference]
 
 
+def test_every_generated_chunk_of_a_long_sentence_carries_the_language_tag(tokenizer, monkeypatch):
+    """pocket_tts generates a text of more than 50 pieces chunk by chunk; a multilingual model must read its
+    <lang> tag at the start of every chunk, not only the first."""
+    import sentencepiece
+    from pocket_tts.models import tts_model as upstream
+
+    from recipes.pocket import modeling
+    from recipes.pocket.generate import speak
+
+    n_bins = sentencepiece.SentencePieceProcessor(model_file=tokenizer).vocab_size()
+    config = modeling.with_tokenizer(modeling.load_base_config(modeling.TINY_MODEL_CONFIG), tokenizer, n_bins)
+    torch.manual_seed(0)
+    model = modeling.inference_model(modeling.PocketTTSForTraining(modeling.build_tts_model(config, pretrained_weights=None)))
+    generated = []
+    original = upstream.prepare_text_prompt
+
+    def recording(text, *args, **kwargs):
+        generated.append(text)
+        return original(text, *args, **kwargs)
+
+    monkeypatch.setattr(upstream, "prepare_text_prompt", recording)
+    state = model.get_state_for_audio_prompt(torch.zeros(1, 24000))
+    sentence = ", ".join(["bonjour tout le monde"] * 8) + "."
+    assert len(model.flow_lm.conditioner.tokenizer(sentence)[0]) > 50
+    speak(model, state, sentence, "fr", True)
+    assert len(generated) >= 2
+    assert all(text.startswith("<fr> ") for text in generated), generated
+
+
 def test_export_loads_and_speaks_in_pocket_tts(tmp_path, tokenizer, demo_splits):
     import sentencepiece
     from pocket_tts import TTSModel
