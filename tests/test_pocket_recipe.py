@@ -178,6 +178,66 @@ def test_every_generated_chunk_of_a_long_sentence_carries_the_language_tag(token
     assert all(text.startswith("<fr> ") for text in generated), generated
 
 
+def test_teacher_forced_rows_match_pocket_tts_streaming_inference(tokenizer, demo_splits):
+    """The per-frame conditioning z the loss trains on equals what pocket_tts computes when it generates:
+    voice prompt state (bos_before_voice + speaker_proj(latents)), then text, then BOS and the previous frames."""
+    import sentencepiece
+    from pocket_tts.data.audio_utils import end_on_pause
+
+    from data_prep.audio import decode_audio
+    from recipes.pocket import modeling
+    from recipes.pocket.data import normalize_text
+
+    n_bins = sentencepiece.SentencePieceProcessor(model_file=tokenizer).vocab_size()
+    config = modeling.with_tokenizer(modeling.load_base_config(modeling.TINY_MODEL_CONFIG), tokenizer, n_bins)
+    torch.manual_seed(0)
+    model = modeling.PocketTTSForTraining(modeling.build_tts_model(config, pretrained_weights=None)).eval()
+    with torch.no_grad():  # non-trivial weights and latent statistics, so every path carries signal
+        for p in model.flow_lm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        model.flow_lm.emb_mean.normal_()
+        model.flow_lm.emb_std.uniform_(0.5, 2.0)
+    tts = modeling.inference_model(model)
+    fl = tts.flow_lm
+    train, _ = demo_splits
+    target = torch.from_numpy(decode_audio(train[0]["audio"], target_sr=24000)[0])
+    prompt = end_on_pause(torch.from_numpy(decode_audio(train[1]["audio"], target_sr=24000)[0])[None], 24000)[0]
+    ids = fl.conditioner.tokenizer(normalize_text(train[0]["text"], "fr", True))
+
+    def padded(wave, extra):
+        out = torch.zeros(1, 1, (-(-len(wave) // 1920) + extra) * 1920)
+        out[0, 0, : len(wave)] = wave
+        return out
+
+    with torch.no_grad():
+        latents, frames = model.encode(padded(target, 1), torch.tensor([len(target)]))
+        voice, voice_frames = model.encode(padded(prompt, 0), torch.tensor([len(prompt)]))
+        normalized = (latents - fl.emb_mean) / fl.emb_std
+        inputs, prefix = model.build_rows(normalized, voice, voice_frames, ids, torch.tensor([ids.shape[1]]),
+                                          keep_voice=torch.tensor([True]), keep_text=torch.tensor([True]))
+        n = int(frames[0])
+        z_training = model.backbone(inputs, prefix, latents.shape[1])[0, :n]
+
+        state = tts.get_state_for_audio_prompt(prompt[None])
+        tts._expand_kv_cache(state, sequence_length=tts._flow_lm_current_end(state) + ids.shape[1] + n + 1)
+        tts._run_flow_lm_and_increment_step(model_state=state, text_tokens=ids)
+        captured, backbone = [], fl.backbone
+
+        def recording(*args, **kwargs):
+            out = backbone(*args, **kwargs)
+            captured.append(out[:, -1])
+            return out
+
+        fl.backbone = recording
+        previous = torch.full((1, 1, fl.ldim), float("nan"))  # NaN = BOS, as in pocket_tts' generation loop
+        for t in range(n):
+            tts._run_flow_lm_and_increment_step(model_state=state, backbone_input_latents=previous)
+            previous = normalized[:, t : t + 1]
+    z_inference = torch.cat(captured)
+    assert n > 10 and z_inference.shape == z_training.shape
+    torch.testing.assert_close(z_training, z_inference, rtol=1e-3, atol=1e-3)
+
+
 def test_export_loads_and_speaks_in_pocket_tts(tmp_path, tokenizer, demo_splits):
     import sentencepiece
     from pocket_tts import TTSModel
