@@ -163,3 +163,26 @@ def test_upstream_inference_loads_our_export_and_synthesises(tmp_path):
                                           nfe_step=4, device="cpu", show_info=lambda *a: None, progress=None)
     assert sr == 24000 and wave.ndim == 1 and wave.size > 24000 * 0.3
     assert np.isfinite(wave).all() and np.isfinite(spectrogram).all() and spectrogram.shape[0] == 100
+
+
+def test_generate_online_weights_from_an_export_folder_loads_the_full_checkpoint(tmp_path, pair):
+    """`generate.py --use_online_weights --model_path <export folder>`: the EMA-only safetensors has no online
+    weights (upstream's loader fails on it with use_ema=False), so the folder's model_last.pt must be used."""
+    from f5_tts.infer.utils_infer import load_model
+    from f5_tts.model import DiT
+
+    from recipes.f5.generate import find_checkpoint
+
+    model, ema = pair
+    vocab_file = write_vocab(VOCAB, tmp_path / "vocab.txt")
+    save_ema_safetensors(tmp_path / "model_10.safetensors", ema.state_dict())
+    save_training_checkpoint(tmp_path / "model_last.pt", model_state=model.state_dict(), ema_state=ema.state_dict(),
+                             optimizer_state={}, scheduler_state={}, update=10)
+    assert find_checkpoint(tmp_path).name == "model_10.safetensors"
+    online = find_checkpoint(tmp_path, use_ema=False)
+    assert online.name == "model_last.pt"
+    loaded = load_model(DiT, TINY_ARCH, str(online), vocab_file=str(vocab_file), use_ema=False, device="cpu")
+    _assert_same(loaded.state_dict(), model.state_dict())
+    (tmp_path / "model_last.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="online"):
+        find_checkpoint(tmp_path, use_ema=False)

@@ -121,6 +121,123 @@ def test_collator_trims_silence_and_leaves_an_eos_frame(demo_splits, tokenizer):
         assert batch["prompt_audio"][i, 0, batch["prompt_lengths"][i] - 1900: batch["prompt_lengths"][i]].abs().max() == 0
 
 
+def test_training_text_gets_the_base_configs_character_replacements(demo_splits, tokenizer):
+    """pocket_tts' generate_audio applies the config's replace_characters (english_2026-04_24l, the base of
+    every real config: curly apostrophes -> "'") before tokenising; the collator and the tokenizer's
+    training texts must read the same string, or the model trains on pieces inference never produces."""
+    import sentencepiece
+    from pocket_tts.models.text_chunking import prepare_text_prompt
+
+    from recipes.pocket.data import PocketCollator, normalize_text, text_options
+    from recipes.pocket.modeling import load_base_config
+    from recipes.pocket.train_tokenizer import tokenizer_texts
+
+    config = load_base_config("english_2026-04_24l")
+    assert config.replace_characters.get("\u2019") == "'"
+    options = text_options(config)
+    text = "l\u2019\u00e9cole est ferm\u00e9e"
+    at_inference, _ = prepare_text_prompt(text, config.pad_with_spaces_for_short_inputs, config.remove_semicolons,
+                                          config.append_terminal_punctuation, config.capitalize_first_letter,
+                                          config.replace_characters)
+    assert normalize_text(text, "fr", False, options) == at_inference == "L'\u00e9cole est ferm\u00e9e."
+
+    train, _ = demo_splits
+    row = {**train[0], "text": text, "language": "fr"}
+    batch = PocketCollator(train, tokenizer, text_options=options)([row])
+    expected = sentencepiece.SentencePieceProcessor(model_file=tokenizer).encode(at_inference, out_type=int)
+    assert batch["text_ids"][0, : batch["text_lengths"][0]].tolist() == expected
+    assert tokenizer_texts(train.select([0]).map(lambda r: {"text": text}), False, options) == [at_inference]
+
+
+def test_every_generated_chunk_of_a_long_sentence_carries_the_language_tag(tokenizer, monkeypatch):
+    """pocket_tts generates a text of more than 50 pieces chunk by chunk; a multilingual model must read its
+    <lang> tag at the start of every chunk, not only the first."""
+    import sentencepiece
+    from pocket_tts.models import tts_model as upstream
+
+    from recipes.pocket import modeling
+    from recipes.pocket.generate import speak
+
+    n_bins = sentencepiece.SentencePieceProcessor(model_file=tokenizer).vocab_size()
+    config = modeling.with_tokenizer(modeling.load_base_config(modeling.TINY_MODEL_CONFIG), tokenizer, n_bins)
+    torch.manual_seed(0)
+    model = modeling.inference_model(modeling.PocketTTSForTraining(modeling.build_tts_model(config, pretrained_weights=None)))
+    generated = []
+    original = upstream.prepare_text_prompt
+
+    def recording(text, *args, **kwargs):
+        generated.append(text)
+        return original(text, *args, **kwargs)
+
+    monkeypatch.setattr(upstream, "prepare_text_prompt", recording)
+    state = model.get_state_for_audio_prompt(torch.zeros(1, 24000))
+    sentence = ", ".join(["bonjour tout le monde"] * 8) + "."
+    assert len(model.flow_lm.conditioner.tokenizer(sentence)[0]) > 50
+    speak(model, state, sentence, "fr", True)
+    assert len(generated) >= 2
+    assert all(text.startswith("<fr> ") for text in generated), generated
+
+
+def test_teacher_forced_rows_match_pocket_tts_streaming_inference(tokenizer, demo_splits):
+    """The per-frame conditioning z the loss trains on equals what pocket_tts computes when it generates:
+    voice prompt state (bos_before_voice + speaker_proj(latents)), then text, then BOS and the previous frames."""
+    import sentencepiece
+    from pocket_tts.data.audio_utils import end_on_pause
+
+    from data_prep.audio import decode_audio
+    from recipes.pocket import modeling
+    from recipes.pocket.data import normalize_text
+
+    n_bins = sentencepiece.SentencePieceProcessor(model_file=tokenizer).vocab_size()
+    config = modeling.with_tokenizer(modeling.load_base_config(modeling.TINY_MODEL_CONFIG), tokenizer, n_bins)
+    torch.manual_seed(0)
+    model = modeling.PocketTTSForTraining(modeling.build_tts_model(config, pretrained_weights=None)).eval()
+    with torch.no_grad():  # non-trivial weights and latent statistics, so every path carries signal
+        for p in model.flow_lm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        model.flow_lm.emb_mean.normal_()
+        model.flow_lm.emb_std.uniform_(0.5, 2.0)
+    tts = modeling.inference_model(model)
+    fl = tts.flow_lm
+    train, _ = demo_splits
+    target = torch.from_numpy(decode_audio(train[0]["audio"], target_sr=24000)[0])
+    prompt = end_on_pause(torch.from_numpy(decode_audio(train[1]["audio"], target_sr=24000)[0])[None], 24000)[0]
+    ids = fl.conditioner.tokenizer(normalize_text(train[0]["text"], "fr", True))
+
+    def padded(wave, extra):
+        out = torch.zeros(1, 1, (-(-len(wave) // 1920) + extra) * 1920)
+        out[0, 0, : len(wave)] = wave
+        return out
+
+    with torch.no_grad():
+        latents, frames = model.encode(padded(target, 1), torch.tensor([len(target)]))
+        voice, voice_frames = model.encode(padded(prompt, 0), torch.tensor([len(prompt)]))
+        normalized = (latents - fl.emb_mean) / fl.emb_std
+        inputs, prefix = model.build_rows(normalized, voice, voice_frames, ids, torch.tensor([ids.shape[1]]),
+                                          keep_voice=torch.tensor([True]), keep_text=torch.tensor([True]))
+        n = int(frames[0])
+        z_training = model.backbone(inputs, prefix, latents.shape[1])[0, :n]
+
+        state = tts.get_state_for_audio_prompt(prompt[None])
+        tts._expand_kv_cache(state, sequence_length=tts._flow_lm_current_end(state) + ids.shape[1] + n + 1)
+        tts._run_flow_lm_and_increment_step(model_state=state, text_tokens=ids)
+        captured, backbone = [], fl.backbone
+
+        def recording(*args, **kwargs):
+            out = backbone(*args, **kwargs)
+            captured.append(out[:, -1])
+            return out
+
+        fl.backbone = recording
+        previous = torch.full((1, 1, fl.ldim), float("nan"))  # NaN = BOS, as in pocket_tts' generation loop
+        for t in range(n):
+            tts._run_flow_lm_and_increment_step(model_state=state, backbone_input_latents=previous)
+            previous = normalized[:, t : t + 1]
+    z_inference = torch.cat(captured)
+    assert n > 10 and z_inference.shape == z_training.shape
+    torch.testing.assert_close(z_training, z_inference, rtol=1e-3, atol=1e-3)
+
+
 def test_export_loads_and_speaks_in_pocket_tts(tmp_path, tokenizer, demo_splits):
     import sentencepiece
     from pocket_tts import TTSModel

@@ -128,6 +128,20 @@ def test_limits_are_applied_up_front_and_counted(tiny_base):
         assert len(codes) == math.ceil(n / 1024) and max(codes) < 256
 
 
+def test_evaluation_sample_is_prompted_with_another_clip_of_the_speaker():
+    """The TensorBoard sample speaks validation row 0's text; its voice prompt must not be that same clip."""
+    from datasets import Dataset
+
+    from recipes.xtts.train_adapter import pick_sample_reference
+
+    validation = Dataset.from_dict({"id": ["v1", "v2", "v3"], "speaker": ["a", "b", "a"]})
+    train = Dataset.from_dict({"id": ["t1", "t2"], "speaker": ["b", "c"]})
+    assert pick_sample_reference(validation, train) == ("split", 2)
+    lonely = Dataset.from_dict({"id": ["v1", "v2"], "speaker": ["c", "b"]})
+    assert pick_sample_reference(lonely, train) == ("pool", 1)
+    assert pick_sample_reference(Dataset.from_dict({"id": ["v1"], "speaker": ["z"]}), train) == ("split", 0)
+
+
 def test_conditioning_slices_prefer_another_clip_of_the_same_speaker(tiny_base):
     from datasets import Audio, Dataset
 

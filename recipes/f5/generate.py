@@ -23,11 +23,18 @@ import numpy as np
 CONFIG_FILE = "f5_config.yaml"
 
 
-def find_checkpoint(model_path: str | Path) -> Path:
-    """The EMA safetensors in an export folder (highest update), else the newest .pt; or the file itself."""
+def find_checkpoint(model_path: str | Path, use_ema: bool = True) -> Path:
+    """The EMA safetensors in an export folder (highest update), else the newest .pt; or the file itself.
+    Online weights live only in the `.pt` training checkpoints (the safetensors export is EMA-only)."""
     path = Path(model_path)
     if path.is_file():
         return path
+    if not use_ema:
+        candidates = sorted(path.glob("model_*.pt"))
+        if not candidates:
+            raise FileNotFoundError(f"{path}: online weights need a training checkpoint (model_last.pt); the "
+                                    "model_*.safetensors files hold the EMA weights only")
+        return max(candidates, key=lambda p: (p.stem == "model_last", p.stat().st_mtime))
     candidates = sorted(path.glob("model_*.safetensors")) or sorted(path.glob("model_*.pt"))
     if not candidates:
         raise FileNotFoundError(f"{path}: no model_*.safetensors or model_*.pt; point --model_path at a checkpoint file")
@@ -93,7 +100,7 @@ class F5Synthesizer:
         self.sampling_rate = 24_000
         self.options = dict(nfe_step=nfe_step, cfg_strength=cfg_strength, sway_sampling_coef=sway_sampling_coef,
                             speed=speed)
-        self.checkpoint = find_checkpoint(model_path)
+        self.checkpoint = find_checkpoint(model_path, use_ema)
         self.model = load_model(DiT, arch, str(self.checkpoint), mel_spec_type=self.mel_spec_type,
                                 vocab_file=vocab_file, use_ema=use_ema, device=self.device)
         self.vocoder = load_vocoder(vocoder_path, self.mel_spec_type, self.device, scratch_dir=folder)

@@ -34,12 +34,24 @@ def language_tag(language: str) -> str:
     return f"<{language}>"
 
 
-def normalize_text(text: str, language: str | None = None, use_language_tag: bool = False) -> str:
+def text_options(config) -> dict:
+    """The text settings of a pocket_tts `Config` that `generate_audio` applies before tokenising (the
+    released configs replace e.g. curly apostrophes); training must apply the same ones."""
+    return {"replace_characters": dict(config.replace_characters or {}),
+            "remove_semicolons": bool(config.remove_semicolons),
+            "append_terminal_punctuation": bool(config.append_terminal_punctuation),
+            "capitalize_first_letter": bool(config.capitalize_first_letter)}
+
+
+def normalize_text(text: str, language: str | None = None, use_language_tag: bool = False,
+                   options: dict | None = None) -> str:
     """The text exactly as `pocket_tts` will present it at inference (capital first letter, final
-    punctuation), so training and generation see the same strings; optionally language-tagged."""
+    punctuation, the model config's character replacements given as `options`, see `text_options`),
+    so training and generation see the same strings; optionally language-tagged."""
     from pocket_tts.models.text_chunking import prepare_text_prompt
 
-    prepared, _ = prepare_text_prompt(text, pad_with_spaces_for_short_inputs=False, remove_semicolons=False)
+    options = {"remove_semicolons": False, **(options or {})}
+    prepared, _ = prepare_text_prompt(text, pad_with_spaces_for_short_inputs=False, **options)
     if use_language_tag:
         if not language:
             raise ValueError(f"use_language_tag needs a language for text {text!r}")
@@ -234,6 +246,7 @@ class PocketCollator:
     max_prompt_seconds: float = 5.0
     use_language_tag: bool = False
     seed: int = 0
+    text_options: dict = field(default_factory=dict)  # `text_options(model config)`: as at inference
     _rng: random.Random = field(default=None, init=False, repr=False)
     _sp: object = field(default=None, init=False, repr=False)
 
@@ -256,7 +269,7 @@ class PocketCollator:
             other = self.prompt_pool[self._rng.choice(row["prompt_candidates"])]
             prompt_wave, _ = decode_audio(other["audio"], target_sr=self.sampling_rate)
             prompts.append(prepare_prompt(prompt_wave, self.sampling_rate, self.max_prompt_seconds, self._rng))
-            text = normalize_text(row["text"], row_language(row), self.use_language_tag)
+            text = normalize_text(row["text"], row_language(row), self.use_language_tag, self.text_options)
             ids = sp.encode(text, out_type=int)
             if not ids:
                 raise ValueError(f"row {row.get('id')}: text {row['text']!r} tokenises to nothing")

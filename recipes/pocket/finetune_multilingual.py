@@ -184,7 +184,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
                                 push_folder_to_hub, resume_checkpoint, write_model_card)
     from recipes.pocket import modeling
     from recipes.pocket.data import (PocketCollator, attach_prompt_candidates, language_tag, load_recipe_dataset,
-                                     normalize_text, row_language)
+                                     normalize_text, row_language, text_options)
     from recipes.pocket.generate import speak, voice_state_from_wave
     from recipes.pocket.train_tokenizer import tokenizer_texts, train_tokenizer
 
@@ -215,25 +215,26 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     logger.info("train %d clips, validation %d clips, languages %s", len(train_set),
                 len(eval_set) if eval_set is not None else 0, languages)
 
-    # --- tokenizer: ours, trained on the training text ------------------------------------------
+    # --- tokenizer: ours, trained on the training text as pocket_tts will present it -----------
+    base = modeling.load_base_config(script_args.base_model)
+    text_settings = text_options(base)
     tokenizer_path = script_args.tokenizer_path
     if tokenizer_path is None:
         tokenizer_path = str(out / "tokenizer" / "tokenizer.model")
         with training_args.main_process_first(desc="training the tokenizer"):
             if training_args.process_index == 0 and not os.path.isfile(tokenizer_path):
                 symbols = [language_tag(lang) for lang in languages] if script_args.use_language_tag else None
-                train_tokenizer(tokenizer_texts(train_set, script_args.use_language_tag), tokenizer_path[:-len(".model")],
+                train_tokenizer(tokenizer_texts(train_set, script_args.use_language_tag, text_settings), tokenizer_path[:-len(".model")],
                                 vocab_size=script_args.vocab_size, character_coverage=script_args.character_coverage,
                                 user_symbols=symbols)
     n_bins = sentencepiece.SentencePieceProcessor(model_file=tokenizer_path).vocab_size()
     sp = sentencepiece.SentencePieceProcessor(model_file=tokenizer_path)
-    unknown = sum(sp.encode(normalize_text(t), out_type=int).count(sp.unk_id()) for t in train_set["text"][:2000])
+    unknown = sum(sp.encode(normalize_text(t, options=text_settings), out_type=int).count(sp.unk_id()) for t in train_set["text"][:2000])
     if unknown:
         logger.warning("%d unknown pieces in the first 2000 training texts: the tokenizer does not cover them", unknown)
     logger.info("tokenizer %s: %d pieces (the text embedding table is re-initialised to this size)", tokenizer_path, n_bins)
 
     # --- model: upstream pocket_tts modules, new text LUT ---------------------------------------
-    base = modeling.load_base_config(script_args.base_model)
     weights = base.weights_path if script_args.pretrained_weights == "base" else script_args.pretrained_weights
     config = modeling.with_tokenizer(base, tokenizer_path, n_bins)
     with explain_hub_errors(f"Pocket TTS weights {weights}",
@@ -284,7 +285,8 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     push_export, training_args.push_to_hub = training_args.push_to_hub, False
     collator = PocketCollator(prompt_pool, tokenizer_path, frame_size=model.frame_size,
                               max_prompt_seconds=script_args.max_prompt_seconds,
-                              use_language_tag=script_args.use_language_tag, seed=training_args.seed)
+                              use_language_tag=script_args.use_language_tag, seed=training_args.seed,
+                              text_options=text_settings)
     trainer = make_trainer_class()(
         model=model, args=training_args, train_dataset=train_set,
         eval_dataset=eval_set if training_args.eval_strategy != "no" else None,

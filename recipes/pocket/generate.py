@@ -63,8 +63,23 @@ def speak(tts_model, voice_state, text: str, language: str | None, use_language_
         return tts_model.generate_audio(voice_state, text).numpy()
     if not language:
         raise ValueError("this Pocket model is multilingual and reads a language tag: pass a language")
-    pieces = [tts_model.generate_audio(voice_state, normalize_text(sentence, language, True)).numpy()
-              for sentence in split_sentences(text)]
+    from pocket_tts.default_parameters import MAX_TOKEN_PER_CHUNK
+    from pocket_tts.models.text_chunking import split_into_best_sentences
+
+    from recipes.pocket.data import language_tag
+
+    # pocket_tts cuts a text longer than MAX_TOKEN_PER_CHUNK pieces into chunks and generates each alone;
+    # only the first would keep a tag put in front of the whole text. So cut first (leaving room for the
+    # tag) and tag every chunk.
+    tokenizer = tts_model.flow_lm.conditioner.tokenizer
+    room = MAX_TOKEN_PER_CHUNK - len(tokenizer(language_tag(language))[0].tolist())
+    chunks = [chunk for sentence in split_sentences(text)
+              for chunk in split_into_best_sentences(
+                  tokenizer, sentence, room, False, tts_model.remove_semicolons, tts_model.append_terminal_punctuation,
+                  tts_model.capitalize_first_letter, tts_model.replace_characters)]
+    pieces = [tts_model.generate_audio(voice_state, normalize_text(chunk, language, True),
+                                       max_tokens=MAX_TOKEN_PER_CHUNK).numpy()
+              for chunk in chunks]
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 

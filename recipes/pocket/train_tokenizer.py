@@ -59,11 +59,13 @@ def train_tokenizer(
     return path
 
 
-def tokenizer_texts(dataset, use_language_tag: bool) -> list[str]:
+def tokenizer_texts(dataset, use_language_tag: bool, options: dict | None = None) -> list[str]:
+    """Training texts as the model will read them (`options`: `data.text_options(model config)`)."""
     from recipes.pocket.data import normalize_text
 
     languages = dataset["language"] if "language" in dataset.column_names else dataset["dialect"]
-    return [normalize_text(t, lang, use_language_tag) for t, lang in zip(dataset["text"], languages) if t and t.strip()]
+    return [normalize_text(t, lang, use_language_tag, options) for t, lang in zip(dataset["text"], languages)
+            if t and t.strip()]
 
 
 def main(argv=None):
@@ -75,11 +77,17 @@ def main(argv=None):
     parser.add_argument("--character_coverage", type=float, default=1.0, help="0.9995 for CJK")
     parser.add_argument("--language_tags", action="store_true", help="prefix texts with <lang> (shared model)")
     parser.add_argument("--per_language", action="store_true", help="one tokenizer per language")
+    parser.add_argument("--base_model", default="english_2026-04_24l",
+                        help="pocket_tts config the model starts from: its text settings (character replacements) "
+                             "are applied to the texts, as at inference")
     args = parser.parse_args(argv)
     if args.per_language and args.language_tags:
         parser.error("--language_tags only makes sense for a shared tokenizer")
 
-    from recipes.pocket.data import language_tag, load_recipe_dataset
+    from recipes.pocket.data import language_tag, load_recipe_dataset, text_options
+    from recipes.pocket.modeling import load_base_config
+
+    options = text_options(load_base_config(args.base_model))
 
     train = load_recipe_dataset(args.dataset, languages=args.languages)["train"]
     column = "language" if "language" in train.column_names else "dialect"
@@ -88,12 +96,12 @@ def main(argv=None):
     if args.per_language:
         for lang in languages:
             subset = train.filter(lambda v: v == lang, input_columns=[column])
-            path = train_tokenizer(tokenizer_texts(subset, False), str(out / lang / "tokenizer"),
+            path = train_tokenizer(tokenizer_texts(subset, False, options), str(out / lang / "tokenizer"),
                                    vocab_size=args.vocab_size, character_coverage=args.character_coverage)
             print(f"{lang}: {path}")
     else:
         symbols = [language_tag(lang) for lang in languages] if args.language_tags else None
-        path = train_tokenizer(tokenizer_texts(train, args.language_tags), str(out / "tokenizer"),
+        path = train_tokenizer(tokenizer_texts(train, args.language_tags, options), str(out / "tokenizer"),
                                vocab_size=args.vocab_size, character_coverage=args.character_coverage, user_symbols=symbols)
         print(path)
 

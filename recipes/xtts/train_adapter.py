@@ -172,6 +172,21 @@ def write_card(final: Path, args: XttsAdapterArguments, reports, metrics: dict, 
     return path
 
 
+def pick_sample_reference(split, pool=None) -> tuple[str, int]:
+    """The voice prompt for the evaluation sample, which speaks the text of `split[0]`: another clip of the
+    same speaker, from `split` or else from `pool`, so the sample does not replay the clip whose text it
+    speaks. Returns ("split" | "pool", row index)."""
+    speaker = split[0]["speaker"] if "speaker" in split.column_names else None
+    for which, candidates in (("split", split), ("pool", pool)):
+        if candidates is None or speaker is None:
+            continue
+        for index, (row_id, row_speaker) in enumerate(zip(candidates["id"], candidates["speaker"])):
+            if row_speaker == speaker and row_id != split[0]["id"]:
+                return which, index
+    logger.warning("speaker %s has a single clip: the audio samples clone the clip whose text they speak", speaker)
+    return "split", 0
+
+
 def build_tiny_base_for(data, out_dir: Path, language: str) -> Path:
     from recipes.xtts.tiny import build_tiny_base
 
@@ -261,11 +276,14 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
 
     sample = None
     if eval_set is not None or args.sample_text:
-        reference_split = splits["validation"] if eval_set is not None else splits["train"]
+        text_split = splits["validation"] if eval_set is not None else splits["train"]
         from data_prep.audio import decode_audio
 
-        reference = torch.from_numpy(decode_audio(reference_split[0]["audio"], modeling.GPT_SAMPLE_RATE)[0])[None]
-        sample = EvalSample(args.sample_text or reference_split[0]["text"], args.language, reference,
+        which, reference_row = pick_sample_reference(text_split, splits["train"])
+        reference_split = text_split if which == "split" else splits["train"]
+        reference = torch.from_numpy(decode_audio(reference_split[reference_row]["audio"],
+                                                  modeling.GPT_SAMPLE_RATE)[0])[None]
+        sample = EvalSample(args.sample_text or text_split[0]["text"], args.language, reference,
                             args.sample_max_new_tokens)
     report_to = training_args.report_to or []
     # Beside the Trainer's own runs/<date>_<host> folder, so one `tensorboard --logdir <output_dir>/runs` shows both.
