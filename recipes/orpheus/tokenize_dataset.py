@@ -94,6 +94,14 @@ class SnacAudioTokenizer:
 
 
 # --- stage 1: encode a schema dataset, resumably ---------------------------------------------------
+def _encoded_features():
+    from datasets import Features, List, Value
+
+    return Features({"id": Value("string"), "text": Value("string"), "speaker": Value("string"),
+                     "dialect": Value("string"), "duration": Value("float64"), "language": Value("string"),
+                     "audio_tokens": List(Value("int64")), "frames_removed": Value("int64")})
+
+
 def snac_cache_key(ids: list[str], snac_model: str, remove_duplicate_frames: bool) -> str:
     digest = hashlib.sha1("\n".join(ids).encode())
     digest.update(json.dumps([os.path.abspath(snac_model) if os.path.isdir(snac_model) else snac_model,
@@ -115,6 +123,8 @@ def encode_dataset(dataset, audio_tokenizer: SnacAudioTokenizer, cache_dir: str 
     from tqdm.auto import tqdm
 
     from data_prep.audio import decode_audio
+
+    encoded_features = _encoded_features()
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +186,12 @@ def encode_dataset(dataset, audio_tokenizer: SnacAudioTokenizer, cache_dir: str 
         reasons = Counter(x["reason"].split(":")[0] for x in skipped)
         logger.warning("SNAC encode skipped %d clip(s) (%s), e.g. %s; full list in %s", len(skipped), dict(reasons),
                        skipped[0], cache_dir / "skipped.jsonl")
-    return concatenate_datasets([load_from_disk(str(cache_dir / f"shard-{s:05d}")) for s in range(n_shards)])
+    # A shard whose clips were all skipped is saved with no data file and cannot be loaded back; it holds nothing.
+    shards = [load_from_disk(str(shard_dir)) for shard_dir in (cache_dir / f"shard-{s:05d}" for s in range(n_shards))
+              if any(shard_dir.glob("*.arrow"))]
+    if not shards:
+        return Dataset.from_dict({c: [] for c in encoded_features}, features=encoded_features)
+    return concatenate_datasets(shards)
 
 
 # --- stage 2: rows -----------------------------------------------------------------------------------
