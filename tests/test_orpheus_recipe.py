@@ -170,3 +170,13 @@ def test_help_and_offline_default_config_points_to_demo(tmp_path):
     result = cli("recipes/orpheus/pretrain_dialects.py", "--bf16", "false", "--output_dir", str(tmp_path / "x"))
     assert result.returncode != 0
     assert "canopylabs/orpheus-3b-0.1-pretrained" in result.stderr and "configs/demo.yaml" in result.stderr
+
+
+def test_bf16_defaults_off_for_cpu_runs_on_a_gpu_machine(monkeypatch, tmp_path):
+    from recipes.orpheus.pretrain_dialects import OrpheusTrainingArguments
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    # demo.yaml sets use_cpu and leaves bf16 unset: its fp32 tiny model must not be loaded in bf16 just
+    # because the machine has a GPU it does not use
+    assert OrpheusTrainingArguments(output_dir=str(tmp_path), use_cpu=True).bf16 is False

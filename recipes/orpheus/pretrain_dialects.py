@@ -93,14 +93,15 @@ class OrpheusTrainingArguments(TrainingArguments):
     save_total_limit: int | None = 3
     report_to: list[str] | str | None = "tensorboard"
     remove_unused_columns: bool = False  # the collator needs audio_start
-    bf16: bool | None = None  # None: on when the GPU supports it
+    bf16: bool | None = None  # None: on when training on a GPU that supports it
 
     def __post_init__(self):
         import torch
 
         has_bf16_gpu = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         if self.bf16 is None:
-            self.bf16 = has_bf16_gpu
+            # use_cpu (the demos) trains on the CPU even when a GPU is present: keep fp32 weights there.
+            self.bf16 = has_bf16_gpu and not self.use_cpu
         elif self.bf16 and not has_bf16_gpu and not self.use_cpu:
             raise ValueError(f"bf16: true needs a CUDA GPU with bf16 support and none was found. This config is for "
                              f"GPUs; on CPU try the offline demo: {DEMO_COMMAND} (or pass --bf16 false).")
