@@ -180,3 +180,26 @@ def test_bf16_defaults_off_for_cpu_runs_on_a_gpu_machine(monkeypatch, tmp_path):
     # demo.yaml sets use_cpu and leaves bf16 unset: its fp32 tiny model must not be loaded in bf16 just
     # because the machine has a GPU it does not use
     assert OrpheusTrainingArguments(output_dir=str(tmp_path), use_cpu=True).bf16 is False
+
+
+def test_recipe_file_of_a_hub_model_is_read(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from recipes.orpheus import generate
+
+    saved = tmp_path / "download" / generate.RECIPE_FILE
+    saved.parent.mkdir()
+    saved.write_text(json.dumps({"voice": "maria", "prompt_label": "none", "snac_model": "hubertsiuzdak/snac_24khz"}))
+    asked = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        asked.append((repo_id, filename))
+        if repo_id != "someone/orpheus-voice-maria":
+            raise huggingface_hub.errors.EntryNotFoundError(f"{filename} not in {repo_id}")
+        return str(saved)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    # the card's command `generate.py --model <adapter repo>` needs the voice label stored in the repo
+    assert generate._read_recipe_file("someone/orpheus-voice-maria")["voice"] == "maria"
+    assert generate._read_recipe_file("canopylabs/orpheus-3b-0.1-ft") == {}  # not trained here: defaults
+    assert generate._read_recipe_file(str(tmp_path)) == {} and len(asked) == 2  # a local folder never asks the Hub
