@@ -203,3 +203,19 @@ def test_recipe_file_of_a_hub_model_is_read(monkeypatch, tmp_path):
     assert generate._read_recipe_file("someone/orpheus-voice-maria")["voice"] == "maria"
     assert generate._read_recipe_file("canopylabs/orpheus-3b-0.1-ft") == {}  # not trained here: defaults
     assert generate._read_recipe_file(str(tmp_path)) == {} and len(asked) == 2  # a local folder never asks the Hub
+
+
+def test_push_leaves_out_the_snac_cache_and_checkpoints():
+    from huggingface_hub.utils import filter_repo_objects
+
+    from recipes.orpheus.pretrain_dialects import HUB_IGNORE_PATTERNS
+
+    # what output_dir holds after a run with the default snac_cache_dir
+    files = ["model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md",
+             "orpheus_recipe.json", "loss_curve.png", "final_samples/balear.wav",
+             "snac_cache/train-0123456789abcdef/shard-00000/data-00000-of-00001.arrow",
+             "snac_cache/train-0123456789abcdef/skipped.jsonl", "checkpoint-500/optimizer.pt",
+             "checkpoint-500/model.safetensors", "runs/Nov22/events.out.tfevents.1"]
+    pushed = set(filter_repo_objects(files, ignore_patterns=HUB_IGNORE_PATTERNS))
+    assert pushed == {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md",
+                      "orpheus_recipe.json", "loss_curve.png", "final_samples/balear.wav"}

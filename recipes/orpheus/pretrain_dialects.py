@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "configs" / "catalan_dialects.yaml"
 DEMO_COMMAND = "python recipes/orpheus/pretrain_dialects.py --config recipes/orpheus/configs/demo.yaml"
+# The SNAC cache defaults to <output_dir>/snac_cache: it is the encoded corpus (texts, speaker ids), not the model.
+HUB_IGNORE_PATTERNS = ["checkpoint-*", "snac_cache/*", "runs/*", "*.pt", "*.pth", "optimizer*"]
 
 
 @dataclass
@@ -258,7 +260,8 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
         if training_args.push_to_hub:
             if not training_args.hub_model_id:
                 raise SystemExit("push_to_hub needs hub_model_id (e.g. your-name/orpheus-catalan-dialects)")
-            print(push_folder_to_hub(training_args.output_dir, training_args.hub_model_id, training_args.hub_private_repo))
+            print(push_folder_to_hub(training_args.output_dir, training_args.hub_model_id, training_args.hub_private_repo,
+                                     ignore_patterns=HUB_IGNORE_PATTERNS))
         logger.info("done: model, loss_curve.png and final_samples/*.wav in %s", training_args.output_dir)
     return trainer
 
