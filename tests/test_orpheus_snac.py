@@ -138,3 +138,20 @@ def test_shards_with_every_clip_skipped_and_empty_splits_still_load(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(build_tiny_orpheus(tmp_path.parent / "orpheus_tiny")["model"])
     rows, report = build_rows(nothing, tokenizer, "dialect")
     assert len(rows) == 0 and report["rows"] == 0
+
+
+def test_missing_prompt_label_names_the_clip(tmp_path):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from recipes.orpheus.build_tiny import build_tiny_orpheus
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_orpheus(tmp_path.parent / "orpheus_tiny")["model"])
+    audio = layout.codes_to_tokens(np.zeros(1, int), np.zeros(2, int), np.zeros(4, int)).tolist()
+    encoded = Dataset.from_dict({"id": ["ok", "clip-17"], "text": ["u", "dos"], "speaker": ["s1", "s2"],
+                                 "dialect": ["balear", ""], "duration": [0.1, 0.1], "audio_tokens": [audio, audio],
+                                 "frames_removed": [0, 0]})
+    with pytest.raises(ValueError, match=r"clip 'clip-17'.*needs a dialect.*prompt_label"):
+        build_rows(encoded, tokenizer, "dialect")
+    rows, _ = build_rows(encoded, tokenizer, "speaker")  # the speaker prompt does not need the dialect
+    assert len(rows) == 2

@@ -203,8 +203,12 @@ def build_rows(encoded, tokenizer, prompt_label: str = "dialect", max_length: in
                                "n_audio_tokens", "frames_removed")}
     too_long: Counter = Counter()
     for row in encoded:
-        label = voice if voice is not None else layout.prompt_label(prompt_label, dialect=row["dialect"],
-                                                                    speaker=row["speaker"])
+        try:
+            label = voice if voice is not None else layout.prompt_label(prompt_label, dialect=row["dialect"],
+                                                                        speaker=row["speaker"])
+        except ValueError as err:
+            raise ValueError(f"clip {row['id']!r}: {err}. Fill in that column in the dataset (data_prep) or choose "
+                             f"another prompt_label") from err
         ids, audio_start = layout.tts_row(layout.text_ids(tokenizer, layout.format_prompt(label, row["text"])),
                                           row["audio_tokens"])
         if len(ids) > max_length:
