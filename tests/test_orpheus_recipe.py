@@ -219,3 +219,21 @@ def test_push_leaves_out_the_snac_cache_and_checkpoints():
     pushed = set(filter_repo_objects(files, ignore_patterns=HUB_IGNORE_PATTERNS))
     assert pushed == {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md",
                       "orpheus_recipe.json", "loss_curve.png", "final_samples/balear.wav"}
+
+
+def test_pretokenised_rows_with_another_prompt_label_are_refused(tiny, tmp_path):
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    from recipes.orpheus.tokenize_dataset import check_row_prompts
+
+    rows_dir = tokenized_rows(tiny, tmp_path / "rows")  # built with prompt_label dialect
+    tokenizer = AutoTokenizer.from_pretrained(tiny["model"])
+    check_row_prompts(load_from_disk(rows_dir)["train"], tokenizer, "dialect")
+    # training them as `speaker` rows would write prompt_label speaker into orpheus_recipe.json and the card,
+    # and generation would then use prompts the model never saw
+    with pytest.raises(ValueError, match=r"prompt 'balear: frase 0'.*prompt_label='speaker' gives 's0: frase 0'"):
+        run_script(["--config", str(REPO / "recipes/orpheus/configs/demo.yaml"), "--model_name_or_path", tiny["model"],
+                    "--build_tiny_model", "false", "--snac_model", tiny["snac"], "--tokenized_dataset", rows_dir,
+                    "--prompt_label", "speaker", "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
+                    "--report_to", "none", "--disable_tqdm", "true"])

@@ -119,7 +119,7 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
     from recipes.common import (AudioSampleLogger, explain_hub_errors, log_trainable_parameters,
                                 push_folder_to_hub, resume_checkpoint, write_model_card)
     from recipes.orpheus.generate import RECIPE_FILE, OrpheusSynthesizer
-    from recipes.orpheus.tokenize_dataset import SnacAudioTokenizer, load_snac, tokenize_splits
+    from recipes.orpheus.tokenize_dataset import SnacAudioTokenizer, check_row_prompts, load_snac, tokenize_splits
     from recipes.orpheus.training import (AudioSampleCallback, OrpheusCollator, OrpheusTrainer, dataset_summary,
                                           load_text_rows, mix_text_rows, per_dialect_eval_sets, plot_loss_curve,
                                           resolve_attn_implementation)
@@ -152,6 +152,7 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
         if script_args.dialects:
             rows = DatasetDict({k: v.filter(lambda d: d in script_args.dialects, input_columns="dialect")
                                 for k, v in rows.items()})
+        check_row_prompts(rows["train"], tokenizer, tok_args.prompt_label)
     else:
         splits = load_prepared_dataset(script_args.dataset, config_name=script_args.dataset_config,
                                        dialects=script_args.dialects, validation_fraction=script_args.validation_fraction,

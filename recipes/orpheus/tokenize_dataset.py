@@ -240,6 +240,19 @@ def build_rows(encoded, tokenizer, prompt_label: str = "dialect", max_length: in
     return Dataset.from_dict(columns), report
 
 
+def check_row_prompts(rows, tokenizer, prompt_label: str, n_rows: int = 8) -> None:
+    """Stop when pre-tokenised rows were built with another prompt_label (or tokenizer) than this run's:
+    the saved recipe file and card would then promise prompts the model never saw."""
+    for row in rows.select(range(min(n_rows, len(rows)))):
+        label = layout.prompt_label(prompt_label, dialect=row["dialect"], speaker=row["speaker"])
+        expected, audio_start = layout.tts_row(layout.text_ids(tokenizer, layout.format_prompt(label, row["text"])), [])
+        if list(row["input_ids"][:row["audio_start"]]) != expected[:audio_start]:
+            found = tokenizer.decode(row["input_ids"][2:max(2, row["audio_start"] - 4)])
+            raise ValueError(f"row {row['id']!r} has the prompt {found!r}, but prompt_label={prompt_label!r} gives "
+                             f"{layout.format_prompt(label, row['text'])!r}. Pass the --prompt_label the rows were "
+                             "tokenised with (and the same tokenizer), or tokenise again.")
+
+
 @dataclass
 class TokenizeArguments:
     """Options shared by the tokenise CLI and the training recipes (`snac_*`, `prompt_label`, `max_length`)."""
