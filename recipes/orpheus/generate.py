@@ -2,7 +2,9 @@
 
     python recipes/orpheus/generate.py --model outputs/orpheus/demo --dialect balear \
         --text "Bon dia a tothom." --out outputs/orpheus/generated
-    python recipes/orpheus/generate.py --model outputs/orpheus/voice_lora_demo/adapter --voice central_f2 ...
+    python recipes/orpheus/generate.py --model outputs/orpheus/voice_lora_demo --text "Bon dia."  # adapter (voice saved)
+    python recipes/orpheus/generate.py --model outputs/orpheus/voice_lora_demo/merged --text "Bon dia."
+    python recipes/orpheus/generate.py --model <base> --adapter outputs/orpheus/voice_lora_demo --text "Bon dia."
 
 Prompt `[SOH] <|begin_of_text|>{label}: {text} [EOT EOH SOA SOS]`, left-padded batches, sampling stops
 at end-of-speech (128258). Decoding keeps every frame, code 0 included (upstream's streaming decoder
