@@ -82,6 +82,8 @@ def test_pretrain_script_trains_resumes_and_generates(tiny, tmp_path):
     assert (out / "loss_curve.png").stat().st_size > 1000
     card = (out / "README.md").read_text()
     assert "balear" in card and "{label}: {text}" in card and "llama3.2" in card
+    # the base is a local folder: the Hub rejects a push whose card metadata names one as base_model
+    assert "base_model" not in card.split("---")[1] and tiny["model"] in card
     assert json.loads((out / "orpheus_recipe.json").read_text())["snac_model"] == tiny["snac"]
     assert list((out / "runs").rglob("events.out.tfevents*"))
 
@@ -237,3 +239,13 @@ def test_pretokenised_rows_with_another_prompt_label_are_refused(tiny, tmp_path)
                     "--build_tiny_model", "false", "--snac_model", tiny["snac"], "--tokenized_dataset", rows_dir,
                     "--prompt_label", "speaker", "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
                     "--report_to", "none", "--disable_tqdm", "true"])
+
+
+def test_card_metadata_names_only_hub_ids(tmp_path):
+    from recipes.orpheus.training import hub_repo_id
+
+    assert hub_repo_id("canopylabs/orpheus-3b-0.1-pretrained") == "canopylabs/orpheus-3b-0.1-pretrained"
+    assert hub_repo_id("projecte-aina/festcat") == "projecte-aina/festcat"
+    for local in ("outputs/orpheus/catalan_dialects", "outputs/data/commonvoice_ca/dataset", str(tmp_path),
+                  "./model", "/abs/model", None, ""):
+        assert hub_repo_id(local) is None, local

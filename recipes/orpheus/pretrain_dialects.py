@@ -121,8 +121,8 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
     from recipes.orpheus.generate import RECIPE_FILE, OrpheusSynthesizer
     from recipes.orpheus.tokenize_dataset import SnacAudioTokenizer, check_row_prompts, load_snac, tokenize_splits
     from recipes.orpheus.training import (AudioSampleCallback, OrpheusCollator, OrpheusTrainer, dataset_summary,
-                                          load_text_rows, mix_text_rows, per_dialect_eval_sets, plot_loss_curve,
-                                          resolve_attn_implementation)
+                                          hub_repo_id, load_text_rows, mix_text_rows, per_dialect_eval_sets,
+                                          plot_loss_curve, resolve_attn_implementation)
 
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -236,7 +236,7 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
                                              else None, "Bon dia.")
         write_model_card(
             training_args.output_dir, title=f"Orpheus dialect TTS ({', '.join(summary)})",
-            base_model=script_args.model_name_or_path, license="llama3.2",
+            base_model=hub_repo_id(script_args.model_name_or_path), license="llama3.2",
             language=[script_args.language],
             summary=(f"Continued pretraining of `{script_args.model_name_or_path}` on {hours:.2f} h of speech in "
                      f"{len(summary)} dialects for {trainer.state.global_step} steps with "
@@ -255,7 +255,8 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
                             f" x {training_args.world_size} rows, text_ratio {script_args.text_ratio}.",
                 "Use": "`python recipes/orpheus/generate.py --model <this repo> --dialect balear --text \"Bon dia.\"`",
             },
-            tags=["orpheus", "snac", "dialects"], datasets=[] if script_args.dataset == "demo" else [script_args.dataset],
+            tags=["orpheus", "snac", "dialects"],
+            datasets=[script_args.dataset] if script_args.dataset != "demo" and hub_repo_id(script_args.dataset) else [],
             metrics={k: float(v) for k, v in metrics.items() if k.endswith("_loss")},
         )
         if training_args.push_to_hub:

@@ -289,6 +289,16 @@ def resolve_attn_implementation(requested: str) -> str:
     return "sdpa"
 
 
+def hub_repo_id(name: str | None) -> str | None:
+    """`name` if it can be a Hub repo id, else None: the Hub refuses a push whose card metadata names a local
+    folder as `base_model` or in `datasets` (400 "is not valid"), so local paths stay in the card's text only."""
+    import os
+
+    if not name or os.path.exists(name) or name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        return None
+    return name
+
+
 def seeded(seed: int | None):
     """Seed python/numpy/torch RNGs (SNAC decoding and sampling are random)."""
     if seed is not None:
