@@ -152,7 +152,8 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
         if script_args.dialects:
             rows = DatasetDict({k: v.filter(lambda d: d in script_args.dialects, input_columns="dialect")
                                 for k, v in rows.items()})
-        check_row_prompts(rows["train"], tokenizer, tok_args.prompt_label)
+        if "train" in rows:  # (a missing split is reported below)
+            check_row_prompts(rows["train"], tokenizer, tok_args.prompt_label)
     else:
         splits = load_prepared_dataset(script_args.dataset, config_name=script_args.dataset_config,
                                        dialects=script_args.dialects, validation_fraction=script_args.validation_fraction,
