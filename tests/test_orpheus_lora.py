@@ -71,6 +71,8 @@ def test_voice_lora_trains_saves_merges_and_generates(tiny, tmp_path, monkeypatc
     assert (out / "merged" / "model.safetensors").is_file()
     assert json.loads((out / "orpheus_recipe.json").read_text())["voice"] == "veu-demo"
     assert "veu-demo" in (out / "README.md").read_text() and (out / "final_samples" / "veu-demo.wav").is_file()
+    for card in (out / "README.md", out / "merged" / "README.md"):  # a local base must not be card metadata
+        assert "base_model" not in card.read_text().split("---")[1]
 
     ids = torch.tensor([[128259, 128000, 300, 301, 128009, 128260, 128261, 128257, 128266, 132362, 136458]])
     base = AutoModelForCausalLM.from_pretrained(tiny["model"]).eval()

@@ -82,6 +82,8 @@ def test_pretrain_script_trains_resumes_and_generates(tiny, tmp_path):
     assert (out / "loss_curve.png").stat().st_size > 1000
     card = (out / "README.md").read_text()
     assert "balear" in card and "{label}: {text}" in card and "llama3.2" in card
+    # the base is a local folder: the Hub rejects a push whose card metadata names one as base_model
+    assert "base_model" not in card.split("---")[1] and tiny["model"] in card
     assert json.loads((out / "orpheus_recipe.json").read_text())["snac_model"] == tiny["snac"]
     assert list((out / "runs").rglob("events.out.tfevents*"))
 
@@ -170,3 +172,80 @@ def test_help_and_offline_default_config_points_to_demo(tmp_path):
     result = cli("recipes/orpheus/pretrain_dialects.py", "--bf16", "false", "--output_dir", str(tmp_path / "x"))
     assert result.returncode != 0
     assert "canopylabs/orpheus-3b-0.1-pretrained" in result.stderr and "configs/demo.yaml" in result.stderr
+
+
+def test_bf16_defaults_off_for_cpu_runs_on_a_gpu_machine(monkeypatch, tmp_path):
+    from recipes.orpheus.pretrain_dialects import OrpheusTrainingArguments
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    # demo.yaml sets use_cpu and leaves bf16 unset: its fp32 tiny model must not be loaded in bf16 just
+    # because the machine has a GPU it does not use
+    assert OrpheusTrainingArguments(output_dir=str(tmp_path), use_cpu=True).bf16 is False
+
+
+def test_recipe_file_of_a_hub_model_is_read(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from recipes.orpheus import generate
+
+    saved = tmp_path / "download" / generate.RECIPE_FILE
+    saved.parent.mkdir()
+    saved.write_text(json.dumps({"voice": "maria", "prompt_label": "none", "snac_model": "hubertsiuzdak/snac_24khz"}))
+    asked = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        asked.append((repo_id, filename))
+        if repo_id != "someone/orpheus-voice-maria":
+            raise huggingface_hub.errors.EntryNotFoundError(f"{filename} not in {repo_id}")
+        return str(saved)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    # the card's command `generate.py --model <adapter repo>` needs the voice label stored in the repo
+    assert generate._read_recipe_file("someone/orpheus-voice-maria")["voice"] == "maria"
+    assert generate._read_recipe_file("canopylabs/orpheus-3b-0.1-ft") == {}  # not trained here: defaults
+    assert generate._read_recipe_file(str(tmp_path)) == {} and len(asked) == 2  # a local folder never asks the Hub
+
+
+def test_push_leaves_out_the_snac_cache_and_checkpoints():
+    from huggingface_hub.utils import filter_repo_objects
+
+    from recipes.orpheus.pretrain_dialects import HUB_IGNORE_PATTERNS
+
+    # what output_dir holds after a run with the default snac_cache_dir
+    files = ["model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md",
+             "orpheus_recipe.json", "loss_curve.png", "final_samples/balear.wav",
+             "snac_cache/train-0123456789abcdef/shard-00000/data-00000-of-00001.arrow",
+             "snac_cache/train-0123456789abcdef/skipped.jsonl", "checkpoint-500/optimizer.pt",
+             "checkpoint-500/model.safetensors", "runs/Nov22/events.out.tfevents.1"]
+    pushed = set(filter_repo_objects(files, ignore_patterns=HUB_IGNORE_PATTERNS))
+    assert pushed == {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md",
+                      "orpheus_recipe.json", "loss_curve.png", "final_samples/balear.wav"}
+
+
+def test_pretokenised_rows_with_another_prompt_label_are_refused(tiny, tmp_path):
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    from recipes.orpheus.tokenize_dataset import check_row_prompts
+
+    rows_dir = tokenized_rows(tiny, tmp_path / "rows")  # built with prompt_label dialect
+    tokenizer = AutoTokenizer.from_pretrained(tiny["model"])
+    check_row_prompts(load_from_disk(rows_dir)["train"], tokenizer, "dialect")
+    # training them as `speaker` rows would write prompt_label speaker into orpheus_recipe.json and the card,
+    # and generation would then use prompts the model never saw
+    with pytest.raises(ValueError, match=r"prompt 'balear: frase 0'.*prompt_label='speaker' gives 's0: frase 0'"):
+        run_script(["--config", str(REPO / "recipes/orpheus/configs/demo.yaml"), "--model_name_or_path", tiny["model"],
+                    "--build_tiny_model", "false", "--snac_model", tiny["snac"], "--tokenized_dataset", rows_dir,
+                    "--prompt_label", "speaker", "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
+                    "--report_to", "none", "--disable_tqdm", "true"])
+
+
+def test_card_metadata_names_only_hub_ids(tmp_path):
+    from recipes.orpheus.training import hub_repo_id
+
+    assert hub_repo_id("canopylabs/orpheus-3b-0.1-pretrained") == "canopylabs/orpheus-3b-0.1-pretrained"
+    assert hub_repo_id("projecte-aina/festcat") == "projecte-aina/festcat"
+    for local in ("outputs/orpheus/catalan_dialects", "outputs/data/commonvoice_ca/dataset", str(tmp_path),
+                  "./model", "/abs/model", None, ""):
+        assert hub_repo_id(local) is None, local

@@ -110,3 +110,48 @@ def test_encode_dataset_is_resumable_and_counts_skips(snac, tmp_path):
     short, report = build_rows(encoded, tokenizer, "dialect", max_length=limit)
     assert len(short) == 1 and report["dropped_over_max_length"] == 2
     assert sum(report["dropped_over_max_length_by_dialect"].values()) == 2
+
+
+class FrameCountTokenizer:
+    """Stands in for SNAC: all-zero codes, one frame per started 2048 samples."""
+
+    def encode(self, waves):
+        n = [math.ceil(len(w) / 2048) for w in waves]
+        return [(layout.codes_to_tokens(np.zeros(k, int), np.zeros(2 * k, int), np.zeros(4 * k, int)), 0) for k in n]
+
+
+def test_shards_with_every_clip_skipped_and_empty_splits_still_load(tmp_path):
+    from transformers import AutoTokenizer
+
+    from recipes.orpheus.build_tiny import build_tiny_orpheus
+
+    dataset = synthetic_dataset()  # rows a, b, empty (empty text), c: with one clip per shard, shard 2 is all skipped
+    encoded = encode_dataset(dataset, FrameCountTokenizer(), tmp_path / "cache", batch_size=2, shard_size=1,
+                             show_progress=False)
+    assert encoded["id"] == ["a", "b", "c"]
+    again = encode_dataset(dataset, FrameCountTokenizer(), tmp_path / "cache", batch_size=2, shard_size=1,
+                           show_progress=False)  # the resumed run reads the same cache
+    assert again["id"] == ["a", "b", "c"]
+    # a split with no usable clip (e.g. a speaker-disjoint validation split filtered to one voice)
+    nothing = encode_dataset(dataset.select([]), FrameCountTokenizer(), tmp_path / "empty", show_progress=False)
+    assert len(nothing) == 0 and "audio_tokens" in nothing.column_names
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_orpheus(tmp_path.parent / "orpheus_tiny")["model"])
+    rows, report = build_rows(nothing, tokenizer, "dialect")
+    assert len(rows) == 0 and report["rows"] == 0
+
+
+def test_missing_prompt_label_names_the_clip(tmp_path):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from recipes.orpheus.build_tiny import build_tiny_orpheus
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_orpheus(tmp_path.parent / "orpheus_tiny")["model"])
+    audio = layout.codes_to_tokens(np.zeros(1, int), np.zeros(2, int), np.zeros(4, int)).tolist()
+    encoded = Dataset.from_dict({"id": ["ok", "clip-17"], "text": ["u", "dos"], "speaker": ["s1", "s2"],
+                                 "dialect": ["balear", ""], "duration": [0.1, 0.1], "audio_tokens": [audio, audio],
+                                 "frames_removed": [0, 0]})
+    with pytest.raises(ValueError, match=r"clip 'clip-17'.*needs a dialect.*prompt_label"):
+        build_rows(encoded, tokenizer, "dialect")
+    rows, _ = build_rows(encoded, tokenizer, "speaker")  # the speaker prompt does not need the dialect
+    assert len(rows) == 2

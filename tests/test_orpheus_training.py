@@ -164,3 +164,31 @@ def test_text_rows_mix_at_ratio(tiny, tmp_path):
     assert sum(s == -1 for s in mixed["audio_start"]) == 6
     labels = OrpheusCollator()([mixed[-1]])["labels"][0]
     assert (labels[1:] != IGNORE_INDEX).all()  # text rows train on every token after the first
+
+
+def test_audio_samples_leave_the_training_rng_alone(tiny, tmp_path):
+    from types import SimpleNamespace
+
+    from recipes.orpheus.generate import OrpheusSynthesizer
+    from recipes.orpheus.training import AudioSampleCallback
+
+    class NoCodec:
+        def decode(self, tokens):
+            return np.zeros(len(tokens) // 7 * 2048, dtype=np.float32)
+
+    class Silent:
+        def log(self, samples, step):
+            self.logged = (sorted(samples), step)
+
+    model = load_model(tiny[0]).train()
+    callback = AudioSampleCallback(lambda m: OrpheusSynthesizer(m, tiny[1], NoCodec(), max_new_tokens=7, seed=0),
+                                   {"balear": {"text": "hola", "dialect": "balear"}}, 2, Silent())
+    torch.manual_seed(123)
+    torch.rand(3)  # training has used the RNG for a while
+    before = torch.get_rng_state()
+    expected_next = torch.rand(4)
+    torch.set_rng_state(before)
+    waves = callback._log(model, SimpleNamespace(global_step=2, is_world_process_zero=True))
+    assert set(waves) == {"balear"} and model.training  # sampled, and back in training mode
+    # the synthesizer seeds itself (seed=0); training's dropout must not restart from that seed after each sample
+    torch.testing.assert_close(torch.rand(4), expected_next)

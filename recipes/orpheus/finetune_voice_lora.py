@@ -138,7 +138,8 @@ def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: O
         write_model_card
     from recipes.orpheus.generate import RECIPE_FILE, OrpheusSynthesizer
     from recipes.orpheus.tokenize_dataset import SnacAudioTokenizer, load_snac, tokenize_splits
-    from recipes.orpheus.training import AudioSampleCallback, OrpheusCollator, OrpheusTrainer, plot_loss_curve
+    from recipes.orpheus.training import (AudioSampleCallback, OrpheusCollator, OrpheusTrainer, hub_repo_id,
+                                          plot_loss_curve)
 
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -241,7 +242,7 @@ def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: O
         if args.merge else None
     targets = ALL_PROJECTIONS if args.lora_target == "all" else ATTENTION_PROJECTIONS
     card = dict(
-        title=f"Orpheus voice LoRA: {args.voice}", base_model=args.model_name_or_path, license="llama3.2",
+        title=f"Orpheus voice LoRA: {args.voice}", base_model=hub_repo_id(args.model_name_or_path), license="llama3.2",
         language=[args.language],
         summary=(f"LoRA adapter teaching `{args.model_name_or_path}` the voice `{args.voice}` from {clips} clips "
                  f"({minutes:.1f} minutes, speakers {', '.join(args.speakers)}) in {trainer.state.global_step} steps, "

@@ -2,7 +2,9 @@
 
     python recipes/orpheus/generate.py --model outputs/orpheus/demo --dialect balear \
         --text "Bon dia a tothom." --out outputs/orpheus/generated
-    python recipes/orpheus/generate.py --model outputs/orpheus/voice_lora_demo/adapter --voice central_f2 ...
+    python recipes/orpheus/generate.py --model outputs/orpheus/voice_lora_demo --text "Bon dia."  # adapter (voice saved)
+    python recipes/orpheus/generate.py --model outputs/orpheus/voice_lora_demo/merged --text "Bon dia."
+    python recipes/orpheus/generate.py --model <base> --adapter outputs/orpheus/voice_lora_demo --text "Bon dia."
 
 Prompt `[SOH] <|begin_of_text|>{label}: {text} [EOT EOH SOA SOS]`, left-padded batches, sampling stops
 at end-of-speech (128258). Decoding keeps every frame, code 0 included (upstream's streaming decoder
@@ -111,9 +113,22 @@ class OrpheusSynthesizer:
         return [self.audio_tokenizer.decode(tokens) for tokens in self.generate_audio_tokens(prompts)]
 
 
-def _read_recipe_file(folder: str) -> dict:
-    path = Path(folder) / RECIPE_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+def _read_recipe_file(model: str) -> dict:
+    """The recipe file of a local folder or, for a Hub id, of that repo (pushed with the weights); {} if none."""
+    path = Path(model) / RECIPE_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    if Path(model).is_dir():
+        return {}
+    # A pushed adapter is only usable with its voice label (and a dialect model with its prompt label).
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(model, RECIPE_FILE)).read_text())
+    except Exception as err:  # offline, not a repo id, or a model not trained by these recipes
+        logger.info("no %s for %s (%s: %s); using the defaults or the options given", RECIPE_FILE, model,
+                    type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        return {}
 
 
 def load_model_and_tokenizer(model_path: str, adapter: str | None = None, device: str | None = None,

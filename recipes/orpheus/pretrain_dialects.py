@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "configs" / "catalan_dialects.yaml"
 DEMO_COMMAND = "python recipes/orpheus/pretrain_dialects.py --config recipes/orpheus/configs/demo.yaml"
+# The SNAC cache defaults to <output_dir>/snac_cache: it is the encoded corpus (texts, speaker ids), not the model.
+HUB_IGNORE_PATTERNS = ["checkpoint-*", "snac_cache/*", "runs/*", "*.pt", "*.pth", "optimizer*"]
 
 
 @dataclass
@@ -93,14 +95,15 @@ class OrpheusTrainingArguments(TrainingArguments):
     save_total_limit: int | None = 3
     report_to: list[str] | str | None = "tensorboard"
     remove_unused_columns: bool = False  # the collator needs audio_start
-    bf16: bool | None = None  # None: on when the GPU supports it
+    bf16: bool | None = None  # None: on when training on a GPU that supports it
 
     def __post_init__(self):
         import torch
 
         has_bf16_gpu = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         if self.bf16 is None:
-            self.bf16 = has_bf16_gpu
+            # use_cpu (the demos) trains on the CPU even when a GPU is present: keep fp32 weights there.
+            self.bf16 = has_bf16_gpu and not self.use_cpu
         elif self.bf16 and not has_bf16_gpu and not self.use_cpu:
             raise ValueError(f"bf16: true needs a CUDA GPU with bf16 support and none was found. This config is for "
                              f"GPUs; on CPU try the offline demo: {DEMO_COMMAND} (or pass --bf16 false).")
@@ -116,10 +119,10 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
     from recipes.common import (AudioSampleLogger, explain_hub_errors, log_trainable_parameters,
                                 push_folder_to_hub, resume_checkpoint, write_model_card)
     from recipes.orpheus.generate import RECIPE_FILE, OrpheusSynthesizer
-    from recipes.orpheus.tokenize_dataset import SnacAudioTokenizer, load_snac, tokenize_splits
+    from recipes.orpheus.tokenize_dataset import SnacAudioTokenizer, check_row_prompts, load_snac, tokenize_splits
     from recipes.orpheus.training import (AudioSampleCallback, OrpheusCollator, OrpheusTrainer, dataset_summary,
-                                          load_text_rows, mix_text_rows, per_dialect_eval_sets, plot_loss_curve,
-                                          resolve_attn_implementation)
+                                          hub_repo_id, load_text_rows, mix_text_rows, per_dialect_eval_sets,
+                                          plot_loss_curve, resolve_attn_implementation)
 
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -149,6 +152,8 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
         if script_args.dialects:
             rows = DatasetDict({k: v.filter(lambda d: d in script_args.dialects, input_columns="dialect")
                                 for k, v in rows.items()})
+        if "train" in rows:  # (a missing split is reported below)
+            check_row_prompts(rows["train"], tokenizer, tok_args.prompt_label)
     else:
         splits = load_prepared_dataset(script_args.dataset, config_name=script_args.dataset_config,
                                        dialects=script_args.dialects, validation_fraction=script_args.validation_fraction,
@@ -232,7 +237,7 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
                                              else None, "Bon dia.")
         write_model_card(
             training_args.output_dir, title=f"Orpheus dialect TTS ({', '.join(summary)})",
-            base_model=script_args.model_name_or_path, license="llama3.2",
+            base_model=hub_repo_id(script_args.model_name_or_path), license="llama3.2",
             language=[script_args.language],
             summary=(f"Continued pretraining of `{script_args.model_name_or_path}` on {hours:.2f} h of speech in "
                      f"{len(summary)} dialects for {trainer.state.global_step} steps with "
@@ -251,13 +256,15 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
                             f" x {training_args.world_size} rows, text_ratio {script_args.text_ratio}.",
                 "Use": "`python recipes/orpheus/generate.py --model <this repo> --dialect balear --text \"Bon dia.\"`",
             },
-            tags=["orpheus", "snac", "dialects"], datasets=[] if script_args.dataset == "demo" else [script_args.dataset],
+            tags=["orpheus", "snac", "dialects"],
+            datasets=[script_args.dataset] if script_args.dataset != "demo" and hub_repo_id(script_args.dataset) else [],
             metrics={k: float(v) for k, v in metrics.items() if k.endswith("_loss")},
         )
         if training_args.push_to_hub:
             if not training_args.hub_model_id:
                 raise SystemExit("push_to_hub needs hub_model_id (e.g. your-name/orpheus-catalan-dialects)")
-            print(push_folder_to_hub(training_args.output_dir, training_args.hub_model_id, training_args.hub_private_repo))
+            print(push_folder_to_hub(training_args.output_dir, training_args.hub_model_id, training_args.hub_private_repo,
+                                     ignore_patterns=HUB_IGNORE_PATTERNS))
         logger.info("done: model, loss_curve.png and final_samples/*.wav in %s", training_args.output_dir)
     return trainer
 

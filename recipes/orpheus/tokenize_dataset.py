@@ -94,6 +94,14 @@ class SnacAudioTokenizer:
 
 
 # --- stage 1: encode a schema dataset, resumably ---------------------------------------------------
+def _encoded_features():
+    from datasets import Features, List, Value
+
+    return Features({"id": Value("string"), "text": Value("string"), "speaker": Value("string"),
+                     "dialect": Value("string"), "duration": Value("float64"), "language": Value("string"),
+                     "audio_tokens": List(Value("int64")), "frames_removed": Value("int64")})
+
+
 def snac_cache_key(ids: list[str], snac_model: str, remove_duplicate_frames: bool) -> str:
     digest = hashlib.sha1("\n".join(ids).encode())
     digest.update(json.dumps([os.path.abspath(snac_model) if os.path.isdir(snac_model) else snac_model,
@@ -115,6 +123,8 @@ def encode_dataset(dataset, audio_tokenizer: SnacAudioTokenizer, cache_dir: str 
     from tqdm.auto import tqdm
 
     from data_prep.audio import decode_audio
+
+    encoded_features = _encoded_features()
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +186,12 @@ def encode_dataset(dataset, audio_tokenizer: SnacAudioTokenizer, cache_dir: str 
         reasons = Counter(x["reason"].split(":")[0] for x in skipped)
         logger.warning("SNAC encode skipped %d clip(s) (%s), e.g. %s; full list in %s", len(skipped), dict(reasons),
                        skipped[0], cache_dir / "skipped.jsonl")
-    return concatenate_datasets([load_from_disk(str(cache_dir / f"shard-{s:05d}")) for s in range(n_shards)])
+    # A shard whose clips were all skipped is saved with no data file and cannot be loaded back; it holds nothing.
+    shards = [load_from_disk(str(shard_dir)) for shard_dir in (cache_dir / f"shard-{s:05d}" for s in range(n_shards))
+              if any(shard_dir.glob("*.arrow"))]
+    if not shards:
+        return Dataset.from_dict({c: [] for c in encoded_features}, features=encoded_features)
+    return concatenate_datasets(shards)
 
 
 # --- stage 2: rows -----------------------------------------------------------------------------------
@@ -188,8 +203,12 @@ def build_rows(encoded, tokenizer, prompt_label: str = "dialect", max_length: in
                                "n_audio_tokens", "frames_removed")}
     too_long: Counter = Counter()
     for row in encoded:
-        label = voice if voice is not None else layout.prompt_label(prompt_label, dialect=row["dialect"],
-                                                                    speaker=row["speaker"])
+        try:
+            label = voice if voice is not None else layout.prompt_label(prompt_label, dialect=row["dialect"],
+                                                                        speaker=row["speaker"])
+        except ValueError as err:
+            raise ValueError(f"clip {row['id']!r}: {err}. Fill in that column in the dataset (data_prep) or choose "
+                             f"another prompt_label") from err
         ids, audio_start = layout.tts_row(layout.text_ids(tokenizer, layout.format_prompt(label, row["text"])),
                                           row["audio_tokens"])
         if len(ids) > max_length:
@@ -219,6 +238,19 @@ def build_rows(encoded, tokenizer, prompt_label: str = "dialect", max_length: in
                        "clips (8192 tokens is about 100 s of audio).", report["dropped_over_max_length"], max_length,
                        dict(too_long))
     return Dataset.from_dict(columns), report
+
+
+def check_row_prompts(rows, tokenizer, prompt_label: str, n_rows: int = 8) -> None:
+    """Stop when pre-tokenised rows were built with another prompt_label (or tokenizer) than this run's:
+    the saved recipe file and card would then promise prompts the model never saw."""
+    for row in rows.select(range(min(n_rows, len(rows)))):
+        label = layout.prompt_label(prompt_label, dialect=row["dialect"], speaker=row["speaker"])
+        expected, audio_start = layout.tts_row(layout.text_ids(tokenizer, layout.format_prompt(label, row["text"])), [])
+        if list(row["input_ids"][:row["audio_start"]]) != expected[:audio_start]:
+            found = tokenizer.decode(row["input_ids"][2:max(2, row["audio_start"] - 4)])
+            raise ValueError(f"row {row['id']!r} has the prompt {found!r}, but prompt_label={prompt_label!r} gives "
+                             f"{layout.format_prompt(label, row['text'])!r}. Pass the --prompt_label the rows were "
+                             "tokenised with (and the same tokenizer), or tokenise again.")
 
 
 @dataclass

@@ -203,15 +203,19 @@ class AudioSampleCallback(TrainerCallback):
             return self.last_waves
         was_training = model.training
         model.eval()
-        try:
-            synthesizer = self.make_synthesizer(model)
-            tags = list(self.prompts)
-            generated = synthesizer.synthesize([self.prompts[t]["text"] for t in tags],
-                                               dialects=[self.prompts[t].get("dialect") for t in tags],
-                                               speakers=[self.prompts[t].get("speaker") for t in tags])
-            waves = dict(zip(tags, generated))
-        finally:
-            model.train(was_training)
+        # The synthesizer seeds torch's global RNG; fork it so that training's dropout masks (LoRA dropout)
+        # do not restart from that seed after every sample.
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            try:
+                synthesizer = self.make_synthesizer(model)
+                tags = list(self.prompts)
+                generated = synthesizer.synthesize([self.prompts[t]["text"] for t in tags],
+                                                   dialects=[self.prompts[t].get("dialect") for t in tags],
+                                                   speakers=[self.prompts[t].get("speaker") for t in tags])
+                waves = dict(zip(tags, generated))
+            finally:
+                model.train(was_training)
         self.last_logged_step, self.last_waves = state.global_step, waves
         if state.is_world_process_zero:
             self.sample_logger.log({f"samples/{tag}": (w, layout.SAMPLING_RATE) for tag, w in waves.items()},
@@ -283,6 +287,16 @@ def resolve_attn_implementation(requested: str) -> str:
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
+
+
+def hub_repo_id(name: str | None) -> str | None:
+    """`name` if it can be a Hub repo id, else None: the Hub refuses a push whose card metadata names a local
+    folder as `base_model` or in `datasets` (400 "is not valid"), so local paths stay in the card's text only."""
+    import os
+
+    if not name or os.path.exists(name) or name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        return None
+    return name
 
 
 def seeded(seed: int | None):
