@@ -19,13 +19,15 @@ def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int 
 
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
-    rng = random.Random(seed)
     by_dialect: dict[str, dict[str, list[int]]] = {}
     for index, (dialect, speaker) in enumerate(zip(dataset["dialect"], dataset["speaker"])):
         by_dialect.setdefault(dialect, {}).setdefault(speaker, []).append(index)
 
     validation: list[int] = []
     for dialect, speakers in sorted(by_dialect.items()):
+        # one generator per dialect: a dialect's held-out clips must not depend on which other dialects are in
+        # the dataset, or a run filtered to some dialects and its evaluation would disagree about the split
+        rng = random.Random(f"{seed}:{dialect}")
         n_clips = sum(len(v) for v in speakers.values())
         if speaker_disjoint:
             if len(speakers) < 2:

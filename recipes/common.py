@@ -130,6 +130,17 @@ class AudioSampleLogger:
         return written
 
 
+def hub_repo_id(name: str | None) -> str | None:
+    """`name` if it can be a Hub repo id, else None.
+
+    The Hub refuses a push whose card metadata names a local folder as `base_model` or in `datasets`
+    (400 "is not valid"), so local paths stay in the card's text only.
+    """
+    if not name or os.path.exists(name) or name.startswith(("/", ".", "~")) or name.count("/") > 1 or name == "demo":
+        return None
+    return name
+
+
 def write_model_card(
     output_dir: str,
     *,
@@ -150,11 +161,11 @@ def write_model_card(
     data = ModelCardData(
         license=license,
         language=language or None,
-        base_model=base_model,
+        base_model=hub_repo_id(base_model),
         library_name=library_name,
         pipeline_tag="text-to-speech",
         tags=["text-to-speech", "tts-recipes", *tags],
-        datasets=list(datasets) or None,
+        datasets=[d for d in map(hub_repo_id, datasets) if d] or None,
     )
     body = [f"# {title}", "", summary, ""]
     for heading, text in (sections or {}).items():

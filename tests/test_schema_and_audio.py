@@ -86,3 +86,12 @@ def test_load_prepared_dataset_from_disk(tmp_path):
     data = load_prepared_dataset(str(tmp_path / "ds"), sampling_rate=16_000)
     assert data["train"].features["audio"].sampling_rate == 16_000
     assert len(data["train"]) + len(data["validation"]) == 12
+
+
+def test_a_dialects_validation_clips_do_not_depend_on_the_other_dialects():
+    from data_prep.loading import load_prepared_dataset
+
+    everything = load_prepared_dataset("demo", validation_fraction=0.2, seed=3)
+    only_balear = load_prepared_dataset("demo", validation_fraction=0.2, seed=3, dialects=["balear"])
+    held_out = {i for i, d in zip(everything["validation"]["id"], everything["validation"]["dialect"]) if d == "balear"}
+    assert held_out and set(only_balear["validation"]["id"]) == held_out

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
+from recipes.common import hub_repo_id  # noqa: F401  (the Orpheus scripts import it from here)
 from recipes.orpheus import layout
 
 logger = logging.getLogger(__name__)
@@ -287,16 +288,6 @@ def resolve_attn_implementation(requested: str) -> str:
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
-
-
-def hub_repo_id(name: str | None) -> str | None:
-    """`name` if it can be a Hub repo id, else None: the Hub refuses a push whose card metadata names a local
-    folder as `base_model` or in `datasets` (400 "is not valid"), so local paths stay in the card's text only."""
-    import os
-
-    if not name or os.path.exists(name) or name.startswith(("/", ".", "~")) or name.count("/") > 1:
-        return None
-    return name
 
 
 def seeded(seed: int | None):
