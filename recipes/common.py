@@ -41,6 +41,19 @@ def parse_recipe_args(*dataclass_types, default_config: str | os.PathLike | None
     return TrlParser(dataclass_types).parse_args_and_config()
 
 
+def finish_distributed() -> None:
+    """Let every rank reach the end, then tear the process group down before the interpreter exits.
+
+    Without it, a rank that finishes first can exit while another still holds the gloo/NCCL connection, and
+    one of them aborts at shutdown (seen as SIGABRT on a 2-rank CPU run under load) after a good run.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def library_versions(packages: Iterable[str] = _VERSIONED_PACKAGES) -> dict[str, str]:
     """Installed versions of the packages a run depends on (for model cards and logs)."""
     versions = {}

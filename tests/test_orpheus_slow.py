@@ -41,7 +41,11 @@ def test_two_process_ddp_run(tiny, tmp_path):
     script = tmp_path / "run.py"
     script.write_text("import sys\nfrom recipes.orpheus import pretrain_dialects as p\n"
                       "t = p.main(*p.make_parser_args(sys.argv[1:]))\n"
-                      "print('WORLD', t.args.world_size, 'STEP', t.state.global_step)\n")
+                      # one file per rank: two ranks printing into one pipe can interleave mid-line
+                      "import os, pathlib\n"
+                      "pathlib.Path(sys.argv[sys.argv.index('--output_dir') + 1], f\"rank{os.environ['RANK']}.txt\")"
+                      ".write_text(f'WORLD {t.args.world_size} STEP {t.state.global_step}')\n"
+                      "from recipes.common import finish_distributed\nfinish_distributed()\n")  # as the script's __main__
     args = ["--config", str(REPO / "recipes/orpheus/configs/demo.yaml"), "--model_name_or_path", tiny["model"],
             "--build_tiny_model", "false", "--snac_model", tiny["snac"],
             "--tokenized_dataset", tokenized_rows(tiny, tmp_path / "rows"), "--output_dir", str(tmp_path / "ddp"),
@@ -51,6 +55,6 @@ def test_two_process_ddp_run(tiny, tmp_path):
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
                              *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("WORLD 2 STEP 3") == 2
+    assert [(tmp_path / "ddp" / f"rank{r}.txt").read_text() for r in (0, 1)] == ["WORLD 2 STEP 3"] * 2
     state = json.loads((tmp_path / "ddp" / "trainer_state.json").read_text())
     assert np.isfinite([h["loss"] for h in state["log_history"] if "loss" in h]).all()

@@ -376,6 +376,7 @@ def main(args: F5Arguments, training_args) -> Path | None:
 
 
 if __name__ == "__main__":
-    from recipes.common import parse_recipe_args
+    from recipes.common import finish_distributed, parse_recipe_args
 
     main(*parse_recipe_args(F5Arguments, TrainingArguments))
+    finish_distributed()

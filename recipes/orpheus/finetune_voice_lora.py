@@ -291,4 +291,7 @@ def make_parser_args(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
+    from recipes.common import finish_distributed
+
     main(*make_parser_args())
+    finish_distributed()

@@ -354,7 +354,8 @@ def make_parser_types():
 
 
 if __name__ == "__main__":
-    from recipes.common import parse_recipe_args
+    from recipes.common import finish_distributed, parse_recipe_args
 
     script_args, training_args = parse_recipe_args(*make_parser_types())
     main(script_args, training_args)
+    finish_distributed()

@@ -326,4 +326,7 @@ def make_parser():
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from recipes.common import finish_distributed
+
     main(*make_parser().parse_args_and_config())
+    finish_distributed()
