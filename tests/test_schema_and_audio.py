@@ -95,3 +95,12 @@ def test_a_dialects_validation_clips_do_not_depend_on_the_other_dialects():
     only_balear = load_prepared_dataset("demo", validation_fraction=0.2, seed=3, dialects=["balear"])
     held_out = {i for i, d in zip(everything["validation"]["id"], everything["validation"]["dialect"]) if d == "balear"}
     assert held_out and set(only_balear["validation"]["id"]) == held_out
+
+
+def test_other_clips_of_same_speaker_never_include_the_row_itself():
+    from data_prep.speakers import other_clips_of_same_speaker
+
+    rows = {"id": ["a1", "a2", "b1", "a3"], "speaker": ["a", "a", "b", "a"]}
+    assert other_clips_of_same_speaker(rows) == [[1, 3], [0, 3], [], [0, 1]]
+    pool = {"id": ["a9", "b9", "a1"], "speaker": ["a", "b", "a"]}  # a pool that happens to hold the target a1
+    assert other_clips_of_same_speaker({"id": ["a1", "c1"], "speaker": ["a", "c"]}, pool) == [[0], []]

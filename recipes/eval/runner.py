@@ -105,23 +105,17 @@ class ReferencePicker:
     """
 
     def __init__(self, held_out, pool=None):
+        from data_prep.speakers import other_clips_of_same_speaker
+
         self.held_out, self.pool = held_out, pool
-        self._pool_by_speaker = self._index(pool) if pool is not None else {}
-        self._held_out_by_speaker = self._index(held_out)
+        self._pool_clips = other_clips_of_same_speaker(held_out, pool) if pool is not None else None
+        self._held_out_clips = other_clips_of_same_speaker(held_out)
         self._cache: dict[tuple[str, int], tuple[np.ndarray, int]] = {}
 
-    @staticmethod
-    def _index(dataset) -> dict[str, list[int]]:
-        by_speaker: dict[str, list[int]] = {}
-        for index, speaker in enumerate(dataset["speaker"]):
-            by_speaker.setdefault(speaker, []).append(index)
-        return by_speaker
-
     def pick(self, row_index: int) -> dict:
-        speaker = self.held_out[row_index]["speaker"]
         row_id = self.held_out[row_index]["id"]
-        candidates = [("pool", i) for i in self._pool_by_speaker.get(speaker, [])]
-        candidates += [("held_out", i) for i in self._held_out_by_speaker.get(speaker, []) if i != row_index]
+        candidates = [("pool", i) for i in (self._pool_clips[row_index] if self._pool_clips else [])]
+        candidates += [("held_out", i) for i in self._held_out_clips[row_index]]
         # Rotate through the candidates so one odd clip does not prompt every row of a speaker.
         if candidates:
             source, index = candidates[row_index % len(candidates)]

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_prep.speakers import other_clips_of_same_speaker
+
 logger = logging.getLogger(__name__)
 
 SAMPLING_RATE = 24_000
@@ -148,6 +150,7 @@ def attach_prompt_candidates(dataset, max_duration: float, min_duration: float =
     with no other clip in the pool. Validation rows take prompts from the train split (pass it as
     `pool`, already processed). Returns (dataset, Counter of skip reasons); the counts are logged."""
     skipped: Counter = Counter()
+    n_rows = len(dataset)
     usable = []
     for i, (text, duration) in enumerate(zip(dataset["text"], dataset["duration"])):
         if not text or not text.strip():
@@ -158,36 +161,21 @@ def attach_prompt_candidates(dataset, max_duration: float, min_duration: float =
             skipped[f"shorter than {min_duration}s"] += 1
         else:
             usable.append(i)
-    speakers, ids = dataset["speaker"], dataset["id"]
-    if pool is None:
-        pool_speakers, pool_ids, pool_rows = speakers, ids, usable
-        position = {old: new for new, old in enumerate(usable)}
-    else:
-        pool_speakers, pool_ids = pool["speaker"], pool["id"]
-        pool_rows = list(range(len(pool)))
-        position = {i: i for i in pool_rows}
-    by_speaker: dict[str, list[int]] = defaultdict(list)
-    for j in pool_rows:
-        by_speaker[pool_speakers[j]].append(j)
-    keep, candidates = [], []
-    for i in usable:
-        others = [position[j] for j in by_speaker.get(speakers[i], []) if pool_ids[j] != ids[i]]
-        if others:
-            keep.append(i)
-            candidates.append(others)
-        else:
-            skipped["speaker has no other clip for a voice prompt"] += 1
+    dataset = dataset.select(usable)
+    candidates = other_clips_of_same_speaker(dataset, pool)
+    keep = [i for i, others in enumerate(candidates) if others]
+    if len(keep) < len(dataset):
+        skipped["speaker has no other clip for a voice prompt"] += len(dataset) - len(keep)
     if skipped:
-        logger.warning("%s: skipped %d of %d rows: %s", what, sum(skipped.values()), len(dataset), dict(skipped))
+        logger.warning("%s: skipped %d of %d rows: %s", what, sum(skipped.values()), n_rows, dict(skipped))
     if not keep:
         raise ValueError(f"{what}: no usable rows left ({dict(skipped)}). Pocket needs >= 2 clips per speaker "
                          "(voice prompt from another clip of the same speaker); manifests need a \"speaker\" or "
                          "\"client_id\" per row.")
-    if pool is None and len(keep) != len(usable):
-        # Rows dropped after the positions were assigned: recompute against the kept rows only.
-        dataset, _ = attach_prompt_candidates(dataset.select(keep), max_duration, min_duration, what)
-        return dataset, skipped
     dataset = dataset.select(keep)
+    # Within one split, dropping rows shifts the indices the candidates point at; the dropped rows were their
+    # speakers' only clips, so recomputing on the kept rows loses no prompt.
+    candidates = other_clips_of_same_speaker(dataset) if pool is None else [candidates[i] for i in keep]
     dataset = dataset.add_column("row_index", list(range(len(dataset))))
     dataset = dataset.add_column("prompt_candidates", candidates)
     return dataset, skipped

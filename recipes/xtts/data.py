@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_prep.speakers import other_clips_of_same_speaker
 from recipes.xtts.modeling import GPT_SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -194,11 +195,7 @@ class XttsTrainingDataset(torch.utils.data.Dataset):
         self.audio = split.select_columns(["audio"])
         self.min_cond, self.max_cond = min_cond_samples, max_cond_samples
         self.is_eval = is_eval
-        by_speaker = defaultdict(list)
-        for index, speaker in enumerate(self.meta["speaker"]):
-            by_speaker[speaker].append(index)
-        self.same_speaker = by_speaker
-        self.speakers = self.meta["speaker"]
+        self.other_clips = other_clips_of_same_speaker(self.meta)
 
     def __len__(self):
         return len(self.meta)
@@ -210,7 +207,7 @@ class XttsTrainingDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.meta[index]
-        others = [j for j in self.same_speaker[self.speakers[index]] if j != index]
+        others = self.other_clips[index]
         length = (self.min_cond + self.max_cond) // 2 if self.is_eval else random.randint(self.min_cond, self.max_cond)
         if others:
             source = others[0] if self.is_eval else random.choice(others)

@@ -176,13 +176,15 @@ def pick_sample_reference(split, pool=None) -> tuple[str, int]:
     """The voice prompt for the evaluation sample, which speaks the text of `split[0]`: another clip of the
     same speaker, from `split` or else from `pool`, so the sample does not replay the clip whose text it
     speaks. Returns ("split" | "pool", row index)."""
+    from data_prep.speakers import other_clips_of_same_speaker
+
     speaker = split[0]["speaker"] if "speaker" in split.column_names else None
     for which, candidates in (("split", split), ("pool", pool)):
         if candidates is None or speaker is None:
             continue
-        for index, (row_id, row_speaker) in enumerate(zip(candidates["id"], candidates["speaker"])):
-            if row_speaker == speaker and row_id != split[0]["id"]:
-                return which, index
+        others = other_clips_of_same_speaker(split.select([0]), candidates)[0]
+        if others:
+            return which, others[0]
     logger.warning("speaker %s has a single clip: the audio samples clone the clip whose text they speak", speaker)
     return "split", 0
 
