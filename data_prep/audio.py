@@ -7,7 +7,6 @@ an array, and returns mono float32 samples at the rate asked for.
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
@@ -100,15 +99,6 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sampling_rate: int
 
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     sf.write(os.fspath(path), np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), sampling_rate, subtype="PCM_16")
-
-
-def audio_to_wav_bytes(samples: np.ndarray, sampling_rate: int) -> bytes:
-    """Encode mono float samples as WAV bytes (for Audio cells built in memory)."""
-    import soundfile as sf
-
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), sampling_rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
 
 
 def peak_normalize(samples: np.ndarray, peak_dbfs: float = -1.0) -> np.ndarray:
