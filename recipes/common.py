@@ -255,3 +255,37 @@ class Synthesizer(Protocol):
     ) -> list[np.ndarray]:
         """One mono float32 waveform at `sampling_rate` per text, in order."""
         ...
+
+
+# ---- the CLI every recipes/<model>/generate.py shares ------------------------------------------------
+def add_generate_arguments(parser, *, model_help: str, voice_help: str, voice_required: bool = False,
+                           default_out: str = "generated.wav") -> None:
+    """One CLI shape for the four generate.py scripts: --model --text --out --voice --language --dialect.
+
+    The older per-recipe spellings (--model_path, --output, --output_file, --reference, --ref_audio) stay as
+    aliases so commands written for earlier versions keep working.
+    """
+    parser.add_argument("--model", "--model_path", dest="model", required=True, help=model_help)
+    parser.add_argument("--text", action="append", required=True,
+                        help="text to speak (repeat for several: --out is then a folder)")
+    parser.add_argument("--out", "--output", "--output_file", dest="out", default=default_out,
+                        help="a path ending in .wav for one text; otherwise a folder with one numbered WAV per text")
+    parser.add_argument("--voice", "--reference", "--ref_audio", dest="voice", required=voice_required, default=None,
+                        help=voice_help)
+    parser.add_argument("--language", default=None, help="language code of the text (multilingual models)")
+    parser.add_argument("--dialect", default=None, help="dialect label, for models trained with dialect prompts/tags")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+
+def output_wav_paths(out: str | os.PathLike, n_texts: int) -> list[Path]:
+    """Where generate.py writes: `x.wav` is that file for one text; anything else is a folder of 000.wav, 001.wav ..."""
+    out = Path(out)
+    if out.suffix.lower() == ".wav":
+        if n_texts != 1:
+            raise ValueError(f"--out {out} names one WAV file but {n_texts} texts were given: "
+                             "pass a folder (no .wav suffix) to get one WAV per text")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    return [out / f"{i:03d}.wav" for i in range(n_texts)]
