@@ -13,6 +13,7 @@ The lock and the project's .venv are never touched.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -64,6 +65,16 @@ def diff_pins(old: dict[str, str], new: dict[str, str]) -> dict[str, list]:
 def broken_tests(pytest_output: str) -> list[str]:
     """FAILED/ERROR lines of pytest's -rfE summary: what broke, with the first line of the reason."""
     return [line.strip() for line in pytest_output.splitlines() if re.match(r"^(FAILED|ERROR) ", line)]
+
+
+def top_errors(pytest_output: str, n: int = 3) -> list[str]:
+    """The most frequent exception lines (pytest's `E   ...`): usually one root cause behind many failures."""
+    counts: dict[str, int] = {}
+    for line in pytest_output.splitlines():
+        if line.startswith("E   ") and re.search(r"\w+(Error|Exception)\b", line):
+            key = line[4:].strip()[:300]
+            counts[key] = counts.get(key, 0) + 1
+    return [f"{c}x {e}" for e, c in sorted(counts.items(), key=lambda kv: -kv[1])[:n]]
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -119,12 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         run([uv, "pip", "sync", "-q", "--python", py, str(resolved)], check=True)
         run([uv, "pip", "install", "-q", "--python", py, "--no-deps", "-e", str(ROOT)], check=True)
         pytest_args = args.pytest_args or ["-m", "not slow"]
+        env = {**os.environ, "COLUMNS": "300"}  # pytest's summary lines are cut at the terminal width
         tests = run([py, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *pytest_args], cwd=ROOT,
-                    capture_output=True)
+                    capture_output=True, env=env)
         tail = tests.stdout.strip().splitlines()[-1:] or ["(no output)"]
         broken = broken_tests(tests.stdout)
         lines += ["", "## Fast tests on the newest versions", "", f"pytest: {tail[0]}", ""]
         lines += [f"- {b}" for b in broken] or ["- nothing broke"]
+        if broken:
+            lines += ["", "Most frequent errors:", *[f"- {e}" for e in top_errors(tests.stdout)]]
         if tests.returncode not in (0, 5):
             status = 1
             if not broken:  # collection/import errors print no FAILED line: show the end of the log

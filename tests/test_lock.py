@@ -111,3 +111,11 @@ def test_constraints_file_drops_hashes_and_excluded_packages():
     names = {line.split("==")[0] for line in text.splitlines()}
     assert "torch" not in names and not any(n.startswith("nvidia-") for n in names)
     assert "transformers" in names and "torchaudio" in names
+
+
+def test_upgrade_check_names_the_root_cause():
+    from upgrade_check import top_errors
+    out = "\n".join(["E   OSError: libtorchaudio.so: undefined symbol: torch_exception_get_what"] * 3
+                    + ["E   AttributeError: 'NoneType' object has no attribute 'get_seq_length'", "E   assert 1 == 2"])
+    assert top_errors(out) == ["3x OSError: libtorchaudio.so: undefined symbol: torch_exception_get_what",
+                               "1x AttributeError: 'NoneType' object has no attribute 'get_seq_length'"]
