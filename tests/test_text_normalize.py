@@ -112,3 +112,16 @@ def test_rules_come_from_the_file(tmp_path):
         encoding="utf-8")
     assert normalize_text("el Sr. Gómez paga 2,05 €", "es", rules_path=rules) == \
         "el señor Gómez paga dos euros con cinco céntimos"
+
+
+def test_evaluation_pt_br_uses_the_same_spoken_form():
+    """WER for pt-BR: a reference written with digits and the ASR's spelled-out words must agree."""
+    from recipes.eval.text import TextNormalizer
+
+    normalizer = TextNormalizer()
+    reference = normalizer.normalize("Paguei R$ 19,50 no dia 15/03/2024 ao Dr. Silva: 16 itens, 2,5%.", "pt-br")
+    transcript = normalizer.normalize("Paguei dezenove reais e cinquenta centavos no dia quinze de março de dois mil "
+                                      "e vinte e quatro ao doutor Silva, dezesseis itens, dois vírgula cinco por cento",
+                                      "pt-br")
+    assert reference == transcript == ("paguei dezenove reais e cinquenta centavos no dia quinze de março de dois mil "
+                                       "e vinte e quatro ao doutor silva dezesseis itens dois vírgula cinco por cento")
