@@ -68,14 +68,14 @@ orpheus-lora-demo: install ## after `make demo`: LoRA of the demo model to one d
 	$(OFFLINE) $(PY) recipes/orpheus/generate.py --model $(OUT)/orpheus/voice_lora_demo --text "Bon dia." --out $(OUT)/orpheus/voice_lora_demo/adapter_wavs
 	$(OFFLINE) $(PY) recipes/orpheus/generate.py --model $(OUT)/orpheus/voice_lora_demo/merged --text "Bon dia." --out $(OUT)/orpheus/voice_lora_demo/merged_wavs
 
-f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, vocab + Ô) -> voice clone via upstream inference
+f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, text front end, EMA model selection) -> voice clone via upstream inference
 	rm -rf $(OUT)/f5-demo-base $(OUT)/f5-demo
 	$(OFFLINE) $(PY) recipes/f5/finetune.py --config recipes/f5/configs/demo_base.yaml --output_dir $(OUT)/f5-demo-base
 	$(OFFLINE) $(PY) recipes/f5/finetune.py --config recipes/f5/configs/demo.yaml --output_dir $(OUT)/f5-demo \
 		--init_checkpoint $(OUT)/f5-demo-base/model_last.pt --vocab_file $(OUT)/f5-demo-base/vocab.txt
-	$(OFFLINE) $(PY) recipes/f5/generate.py --model_path $(OUT)/f5-demo --vocoder_path random --nfe_step 8 \
-		--ref_audio tests/fixtures/demo_corpus/clips/pt-br_f2_000.flac --ref_text "Amanhã vamos ver o mar." \
-		--text "Ônibus às três horas da tarde." --out $(OUT)/f5-demo/generated.wav
+	$(OFFLINE) $(PY) recipes/f5/generate.py --model $(OUT)/f5-demo --vocoder_path random --nfe_step 8 \
+		--voice tests/fixtures/demo_corpus/clips/pt-br_f2_000.flac --ref_text "Amanhã vamos ver o mar." \
+		--text "Ônibus às 3 horas da tarde." --out $(OUT)/f5-demo/generated.wav
 
 xtts-demo: install ## XTTS-v2 LoRA adapter on a tiny random XTTS: train, merge, synthesise
 	$(CPU_LAUNCH) recipes/xtts/train_adapter.py --config recipes/xtts/configs/demo.yaml --output_dir $(OUT)/xtts-demo

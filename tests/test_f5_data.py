@@ -149,3 +149,77 @@ def test_f5_layout_gui_form_and_bad_rows(tmp_path, ptbr_rows):
     (folder / "metadata.csv").write_text("audio_file|text\nclip0.wav|ok\nnope.wav|missing\nclip1.wav|\n")
     with pytest.raises(ValueError, match=r"(?s)2 bad row.*line 3: audio .nope.wav. not found.*line 4: expected"):
         read_f5_layout(folder)
+
+
+# --- issue 14: vocab extension from training text only, base-letter rows, id 0 = " ", text front end ---------
+
+def test_vocab_extension_takes_only_frequent_training_symbols(caplog):
+    from recipes.f5.finetune import F5Arguments, plan_vocab_extension
+
+    vocab = read_vocab(upstream_vocab_path())
+    texts = {"train": ["Õ é raro", "Õ de novo", "Ônibus uma vez"],  # Õ twice, Ô once
+             "validation": ["Ű só na validação"], "sample": ["Ŵ só no exemplo", "Ônibus"]}
+    args = F5Arguments(vocab_min_count=2)
+    with caplog.at_level("WARNING"):
+        added = plan_vocab_extension(texts, vocab, args)
+    assert added == ["Õ"]  # not Ô (1 < 2), nor Ű / Ŵ (never in the training text)
+    assert "'Ô': 1" in caplog.text and "vocab_min_count=2" in caplog.text
+    only_elsewhere = [r.getMessage() for r in caplog.records if "only in validation/sample" in r.getMessage()]
+    assert len(only_elsewhere) == 1 and "'Ű'" in only_elsewhere[0] and "'Ŵ'" in only_elsewhere[0]
+    assert "'Ô'" not in only_elsewhere[0]  # it is in the training text, reported as too rare instead
+    assert plan_vocab_extension(texts, vocab, F5Arguments(vocab_min_count=1)) == ["Ô", "Õ"]
+    assert plan_vocab_extension(texts, vocab, F5Arguments(extend_vocab=False)) == []
+
+
+def test_new_accented_rows_start_from_their_base_letter():
+    from recipes.f5.checkpoints import TINY_ARCH, build_model, extend_text_embedding
+    from recipes.f5.data import initial_rows
+
+    vocab = read_vocab(upstream_vocab_path())
+    new = ["Ô", "Õ", "Ŕ", "\u2603"]  # Ŕ: no ŕ in the vocab -> R; a snowman has no base letter
+    assert "Ŕ" not in vocab and "ŕ" not in vocab
+    sources = initial_rows(new, vocab)
+    assert sources == [vocab.index("ô"), vocab.index("õ"), vocab.index("R"), None]
+    torch.manual_seed(0)
+    model = build_model(TINY_ARCH, vocab)
+    before = model.transformer.text_embed.text_embed.weight.detach().clone()
+    extend_text_embedding(model, len(new), init_from=sources)
+    after = model.transformer.text_embed.text_embed.weight.detach()
+    assert after.shape[0] == before.shape[0] + 4 and torch.equal(after[: before.shape[0]], before)
+    n = len(vocab)  # new symbol k gets id n + k, i.e. embedding row n + k + 1 (row 0 is the filler)
+    assert torch.equal(after[n + 1], before[vocab.index("ô") + 1])
+    assert torch.equal(after[n + 2], before[vocab.index("õ") + 1])
+    assert torch.equal(after[n + 3], before[vocab.index("R") + 1])
+    assert not any(torch.equal(after[n + 4], row) for row in before)  # random, like upstream
+
+
+def test_vocab_id_zero_must_be_a_space(tmp_path):
+    vocab = read_vocab(upstream_vocab_path())
+    bad = write_vocab(vocab[1:] + [" "], tmp_path / "sorted_vocab.txt")
+    with pytest.raises(ValueError, match="id 0 .* must be a single space"):
+        read_vocab(bad)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="empty file"):
+        read_vocab(empty)
+
+
+def test_collator_applies_the_text_front_end_per_row_language(ptbr_rows):
+    from data_prep.text_normalize import normalize_text
+    from recipes.f5.data import TextFrontEnd
+
+    vocab = read_vocab(upstream_vocab_path())
+    front_end = TextFrontEnd(("pt-br",), "pt-br")
+    row = dict(ptbr_rows[0])
+    written = dict(row, text="Paguei R$ 19,50 no dia 15/03/2024.", language="pt-br")
+    spoken = dict(row, text=normalize_text(written["text"], "pt-br"))
+    assert spoken["text"] == "Paguei dezenove reais e cinquenta centavos no dia quinze de março de dois mil e vinte e quatro."
+    batch = F5Collator(vocab, text_front_end=front_end)([written])
+    assert torch.equal(batch["text"], F5Collator(vocab)([spoken])["text"])
+    # a language not listed is left as written; a row without a language uses the default
+    catalan = dict(written, language="ca")
+    assert torch.equal(F5Collator(vocab, text_front_end=front_end)([catalan])["text"], F5Collator(vocab)([catalan])["text"])
+    assert front_end("16 anos", None) == "dezesseis anos" and front_end("16 anys", "ca") == "16 anys"
+    assert TextFrontEnd.from_config(front_end.to_config()) == front_end
+    with pytest.raises(ValueError, match="no text normalisation rules"):
+        TextFrontEnd(("xx",))

@@ -75,7 +75,9 @@ def demo_run(tmp_path_factory, base_checkpoint):
     common = ["--config", str(CONFIG_DIR / "demo.yaml"), "--output_dir", str(out), "--init_checkpoint",
               str(base_checkpoint[0]), "--vocab_file", str(base_checkpoint[0].parent / "vocab.txt"),
               "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
-              "--sample_nfe_steps", "2", "--early_stopping_patience", "100"]
+              "--sample_nfe_steps", "2", "--early_stopping_patience", "100",
+              # export names stay step-based here; load-best naming: tests/test_f5_model_selection.py
+              "--load_best_model_at_end", "false"]
     finetune.main(*_parse(*common, "--max_steps", "4"))
     first_state = json.loads((out / "trainer_state.json").read_text())
     first_export = sorted(p.name for p in out.glob("model_*.safetensors"))
@@ -121,7 +123,7 @@ def test_demo_resume_continues_weights_and_ema(demo_run, base_checkpoint):
     assert not torch.equal(full["model_state_dict"][key], base[key])  # it trained
 
 
-def test_demo_export_extends_vocab_and_loads_in_upstream(demo_run, base_checkpoint):
+def test_demo_export_vocab_and_loads_in_upstream(demo_run, base_checkpoint):
     from f5_tts.infer.utils_infer import load_model
     from f5_tts.model import DiT
 
@@ -130,7 +132,13 @@ def test_demo_export_extends_vocab_and_loads_in_upstream(demo_run, base_checkpoi
 
     out, _, _ = demo_run
     vocab = read_vocab(out / "vocab.txt")
-    assert vocab[-1] == "Ô" and len(vocab) == 2546  # the demo's sample text needs Ô
+    # The sample text has Ô but the demo's training text never does: no row that would never train.
+    assert "Ô" not in vocab and len(vocab) == 2545
+    import yaml
+
+    saved = yaml.safe_load((out / "f5_config.yaml").read_text())
+    assert saved["added_symbols"] == [] and saved["updates"] == 6
+    assert saved["text_front_end"] == {"normalize_languages": ["pt-br"], "default_language": "pt-br"}
     model = load_model(DiT, TINY_ARCH, str(out / "model_6.safetensors"), vocab_file=str(out / "vocab.txt"),
                        device="cpu")
     rows = model.state_dict()[TEXT_EMBEDDING_KEY]
@@ -189,6 +197,32 @@ def test_demo_generate_cli_uses_the_export(demo_run, tmp_path):
     assert generated.ndim == 1 and generated.size > 2400 and bool(torch.isfinite(torch.from_numpy(generated)).all())
     with pytest.raises(ValueError, match="reference"):
         synthesizer.synthesize(["x"])
+
+    # generate.py says the text as training did: the saved text front end, on the text and the reference text
+    from data_prep.text_normalize import normalize_text
+
+    seen = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("recipes.f5.generate.synthesize_with_reference",
+                      lambda model, vocoder, w, s, ref_text, text, **kw: seen.append((ref_text, text)) or wave)
+        synthesizer.synthesize(["R$ 19,50 às 3 horas"], reference_audio=[(wave, sr)], reference_texts=["Dia 1º."])
+        synthesizer.synthesize(["16"], languages=["ca"], reference_audio=[(wave, sr)], reference_texts=["x"])
+    assert seen[0] == (normalize_text("Dia 1º.", "pt-br"), "dezenove reais e cinquenta centavos às três horas")
+    assert seen[1][1] == "16"  # Catalan is not in this model's normalize_text_languages
+
+
+def test_demo_generate_cli_shared_shape_and_old_flags(demo_run, tmp_path, demo_corpus_dir):
+    from recipes.f5 import generate
+
+    out, _, _ = demo_run
+    ref = str(Path(demo_corpus_dir) / "clips" / "pt-br_f2_000.flac")
+    common = ["--vocoder_path", "random", "--nfe_step", "2", "--device", "cpu", "--ref_text", "Amanhã vamos ver o mar."]
+    generate.main(["--model", str(out), "--voice", ref, "--text", "Bom dia.", "--text", "R$ 2,00.",
+                   "--out", str(tmp_path / "wavs"), "--language", "pt-br", *common])
+    assert sorted(p.name for p in (tmp_path / "wavs").glob("*.wav")) == ["000.wav", "001.wav"]
+    generate.main(["--model_path", str(out), "--ref_audio", ref, "--text", "Bom dia.", "--out",
+                   str(tmp_path / "one.wav"), *common])
+    assert (tmp_path / "one.wav").is_file()
 
 
 def _tiny_trainer(tmp_path, gradient_accumulation_steps=1):

@@ -29,6 +29,7 @@ class LanguageRules:
     punctuation: str = "space"
     keep_characters: str = ""
     asr_language: str | None = None
+    spoken_form: bool = False
 
     def __post_init__(self):
         if self.numbers not in ("words", "keep", "remove"):
@@ -75,6 +76,12 @@ class TextNormalizer:
     def normalize(self, text: str, language: str | None = None) -> str:
         rules = self.rules(language)
         text = unicodedata.normalize(rules.unicode_form, text or "")
+        if rules.spoken_form:
+            # The TTS front end's own spelling (money, dates, decimals, ordinals, abbreviations), so a model
+            # that said "dezenove reais" for "R$ 19,50" is not charged for it.
+            from data_prep.text_normalize import normalize_text
+
+            text = normalize_text(text, language)
         if rules.lowercase:
             text = text.casefold()
         for old, new in rules.replacements.items():

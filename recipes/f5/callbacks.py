@@ -10,13 +10,18 @@ from transformers import TrainerCallback
 
 
 class EMACallback(TrainerCallback):
-    """ema_pytorch EMA of the online weights, created at train start (model on its device) with step 0."""
+    """ema_pytorch EMA of the online weights, created at train start (model on its device) with step 0.
 
-    def __init__(self, ema_kwargs: dict, is_main: bool, resume_from: str | None):
+    Upstream keeps it on the main process only. With `all_ranks` every process keeps one (identical: DDP keeps
+    the online weights in sync), so evaluation, which shards the validation set over ranks, can score the EMA
+    weights that ship; only the main process writes it."""
+
+    def __init__(self, ema_kwargs: dict, is_main: bool, resume_from: str | None, all_ranks: bool = False):
         self.ema_kwargs, self.is_main, self.resume_from, self.ema = ema_kwargs, is_main, resume_from, None
+        self.all_ranks = all_ranks
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if not self.is_main or self.ema is not None:
+        if not (self.is_main or self.all_ranks) or self.ema is not None:
             return
         from ema_pytorch import EMA
 
@@ -36,13 +41,14 @@ class EMACallback(TrainerCallback):
             self.ema.update()
 
     def on_save(self, args, state, control, **kwargs):
-        if self.ema is not None:
+        if self.ema is not None and self.is_main:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             folder.mkdir(parents=True, exist_ok=True)
             torch.save(self.ema.state_dict(), folder / "ema.pt")
 
     def on_train_end(self, args, state, control, **kwargs):
-        # load_best_model_at_end restores the best online weights; keep the EMA of that same checkpoint.
+        # load_best_model_at_end restores the best online weights; keep the EMA of that same checkpoint
+        # (the one the best eval_loss was measured on when eval_weights is ema).
         if self.ema is not None and args.load_best_model_at_end and state.best_model_checkpoint:
             self.load(state.best_model_checkpoint)
 
@@ -51,10 +57,12 @@ class AudioSamplesCallback(TrainerCallback):
     """Clones the reference voice with the EMA and the online weights (they can differ a lot early in a
     fine-tune) and logs the audio to TensorBoard and <output_dir>/samples/."""
 
-    def __init__(self, script_args, reference, ema_callback, training_args):
+    def __init__(self, script_args, reference, ema_callback, training_args, text_front_end=None):
         from recipes.common import AudioSampleLogger
 
         self.args, self.reference, self.ema_callback = script_args, reference, ema_callback
+        # Sample texts are said as generate.py would say them (the reference text is normalised by the caller).
+        self.texts = [text_front_end(t) if text_front_end else t for t in script_args.sample_texts]
         # transformers 5 has no logging_dir: scalars go to $TENSORBOARD_LOGGING_DIR or <output_dir>/runs/<run>;
         # audio goes beside them so one `tensorboard --logdir <output_dir>/runs` shows both.
         log_dir = os.environ.get("TENSORBOARD_LOGGING_DIR") or os.path.join(training_args.output_dir, "runs",
@@ -78,7 +86,7 @@ class AudioSamplesCallback(TrainerCallback):
         samples = {}
         for name, cfm in weights:
             was_training = cfm.training
-            for i, text in enumerate(self.args.sample_texts):
+            for i, text in enumerate(self.texts):
                 wave = synthesize_with_reference(cfm, self.vocoder, ref_wave, ref_sr, ref_text, text,
                                                  mel_spec_type=self.args.mel_spec_type, device=device,
                                                  nfe_step=self.args.sample_nfe_steps)

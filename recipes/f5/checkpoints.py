@@ -186,14 +186,18 @@ def load_initial_weights(model, path: str | Path, init_from: str = "ema") -> Che
 
 # --- vocab extension -------------------------------------------------------------------------------------
 
-def extend_text_embedding(model, new_symbols: int, seed: int = 666) -> None:
-    """Append `new_symbols` rows to the DiT text embedding; existing rows are kept bit-for-bit. New rows are
-    N(0, 1) like upstream's `expand_model_embeddings` (and a fresh `nn.Embedding`)."""
+def extend_text_embedding(model, new_symbols: int, seed: int = 666, init_from: list[int | None] | None = None) -> None:
+    """Append `new_symbols` rows to the DiT text embedding; existing rows are kept bit-for-bit. New row i is a
+    copy of the row of vocab id `init_from[i]` (e.g. Ô starts as ô: see `data.initial_rows`), else N(0, 1)
+    like upstream's `expand_model_embeddings` (a random row reads as noise until enough data trains it)."""
     if new_symbols <= 0:
         return
     old = model.transformer.text_embed.text_embed
     generator = torch.Generator().manual_seed(seed)
     extra = torch.randn(new_symbols, old.embedding_dim, generator=generator).to(old.weight)
+    for i, source_id in enumerate(init_from or []):
+        if source_id is not None:
+            extra[i] = old.weight.detach()[source_id + 1]  # row 0 is the filler: vocab id k sits at row k + 1
     grown = torch.nn.Embedding(old.num_embeddings + new_symbols, old.embedding_dim).to(old.weight)
     with torch.no_grad():
         grown.weight.copy_(torch.cat([old.weight, extra]))

@@ -45,7 +45,36 @@ def read_vocab(path: str | Path) -> list[str]:
     if len(set(symbols)) != len(symbols):
         dupes = [s for s, n in Counter(symbols).items() if n > 1]
         raise ValueError(f"{path}: duplicate symbols {dupes[:10]!r}; every line must hold a distinct symbol.")
+    check_vocab(symbols, path)
     return symbols
+
+
+def check_vocab(symbols: list[str], source: str | Path = "vocab") -> None:
+    """Upstream's char/pinyin tokenizers assert that " " is id 0: unknown symbols map to 0, so with another
+    symbol there every unknown character would be read as that symbol instead of a space."""
+    if not symbols or symbols[0] != " ":
+        first = repr(symbols[0]) if symbols else "nothing (empty file)"
+        raise ValueError(f"{source}: id 0 (the first line) must be a single space, found {first}. F5-TTS maps unknown "
+                         "symbols to id 0; use the vocab.txt the checkpoint was trained with (the Emilia vocab "
+                         "starts with a line holding one space), and do not strip or sort it.")
+
+
+def initial_rows(new_symbols: list[str], vocab: list[str]) -> list[int | None]:
+    """For each new symbol, the vocab id of the symbol its embedding row starts from: the lower-case letter
+    ("Ô" -> "ô"), else the letter without its accents ("Ő" -> "O", "ő" -> "o"), else None (random init).
+    The new row then reads like a sound the model already says, instead of noise that only training can fix."""
+    import unicodedata
+
+    index = {symbol: i for i, symbol in enumerate(vocab)}
+
+    def strip_accents(symbol: str) -> str:
+        return "".join(ch for ch in unicodedata.normalize("NFD", symbol) if not unicodedata.combining(ch))
+
+    rows = []
+    for symbol in new_symbols:
+        candidates = (symbol.lower(), strip_accents(symbol), strip_accents(symbol.lower()))
+        rows.append(next((index[c] for c in candidates if c != symbol and c in index), None))
+    return rows
 
 
 def write_vocab(symbols: list[str], path: str | Path) -> Path:
@@ -62,6 +91,49 @@ def text_to_symbols(texts: list[str]) -> list[list[str]]:
     from f5_tts.model.utils import convert_char_to_pinyin
 
     return convert_char_to_pinyin(list(texts))
+
+
+@dataclass(frozen=True)
+class TextFrontEnd:
+    """What text goes through before the vocab lookup, identical at training, evaluation samples and inference:
+    the shared normaliser (data_prep.text_normalize: numbers, money, dates, abbreviations -> words) for rows in
+    `languages`, nothing for others. A row's language comes from its `language` column; `default_language`
+    covers rows without one, the sample texts, and generate.py without --language. Saved in f5_config.yaml."""
+
+    languages: tuple = ()
+    default_language: str | None = None
+
+    def __post_init__(self):
+        from data_prep.text_normalize import resolve_language
+
+        object.__setattr__(self, "languages", tuple(self.languages or ()))
+        for language in self.languages:
+            resolve_language(language)  # unknown language: a clear error naming the rule file, before training
+        object.__setattr__(self, "_resolved", frozenset(resolve_language(code) for code in self.languages))
+
+    def applies(self, language: str | None) -> bool:
+        from data_prep.text_normalize import resolve_language, supported
+
+        language = language or self.default_language
+        return bool(language) and supported(language) and resolve_language(language) in self._resolved
+
+    def __call__(self, text: str, language: str | None = None) -> str:
+        from data_prep.text_normalize import normalize_text
+
+        language = language or self.default_language
+        return normalize_text(text, language) if self.applies(language) else text
+
+    def to_config(self) -> dict:
+        return {"normalize_languages": list(self.languages), "default_language": self.default_language}
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> "TextFrontEnd":
+        config = config or {}
+        return cls(tuple(config.get("normalize_languages") or ()), config.get("default_language"))
+
+
+def row_languages(dataset) -> list[str | None]:
+    return list(dataset["language"]) if "language" in dataset.column_names else [None] * len(dataset)
 
 
 def missing_symbols(texts: list[str], vocab: list[str]) -> Counter:
@@ -186,6 +258,7 @@ class F5Collator:
 
     vocab: list[str]
     mel_spec_type: str = "vocos"
+    text_front_end: TextFrontEnd | None = None
     vocab_map: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -207,7 +280,9 @@ class F5Collator:
         padded = torch.zeros(len(mels), int(lengths.max()), mels[0].shape[1])
         for row, mel in enumerate(mels):
             padded[row, : mel.shape[0]] = mel
-        text = symbols_to_ids(text_to_symbols([row["text"] for row in features]), self.vocab_map)
+        front_end = self.text_front_end or TextFrontEnd()
+        texts = [front_end(row["text"], row.get("language")) for row in features]
+        text = symbols_to_ids(text_to_symbols(texts), self.vocab_map)
         return {"mel": padded, "mel_lengths": lengths, "text": text}
 
 

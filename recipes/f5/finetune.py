@@ -8,13 +8,18 @@ in upstream's trainer. What differs from `finetune_cli.py`, on purpose (see reci
 - any checkpoint form loads (full training `.pt`, EMA-only `.pt`, `.safetensors` with or without `ema_model.`/
   `module.`), weights come from the EMA, and training starts at step 0 (upstream resumes a full checkpoint at
   its saved update, e.g. 200000, and then may train zero steps);
+- text of the listed languages goes through the shared normaliser (data_prep.text_normalize: "R$ 19,50" ->
+  "dezenove reais e cinquenta centavos"), saved in f5_config.yaml so generate.py applies the same;
 - symbols the vocab lacks (pt-BR: Ô, Õ, which upstream silently reads as spaces) extend the vocab and the text
-  embedding; the EMA is created from the extended model, with its step counter at 0;
-- frame-budget batches per GPU; eval loss at fixed noise for early stopping; audio samples from the EMA and the
-  online weights at each evaluation; warmup counted in optimizer updates.
+  embedding when the *training* text has them at least `vocab_min_count` times; a new row starts from its base
+  letter's row (Ô from ô); the EMA is created from the extended model, with its step counter at 0;
+- frame-budget batches per GPU; eval loss at fixed noise, of the EMA weights (what ships), for early stopping
+  and load_best_model_at_end; audio samples from the EMA and the online weights at each evaluation; warmup
+  counted in optimizer updates.
 Outputs in `output_dir`: `model_<update>.safetensors` (EMA, v1 release layout), `model_last.pt` (upstream's
 five-key training checkpoint), `vocab.txt`, `f5_config.yaml`, README.md (model card); Trainer checkpoints
-(`checkpoint-*`, each with `ema.pt`) for resuming.
+(`checkpoint-*`, each with `ema.pt`) for resuming. With load_best_model_at_end, <update> is the best
+checkpoint's step and model_last.pt holds that checkpoint's weights, optimizer and schedule.
 """
 
 from __future__ import annotations
@@ -62,6 +67,15 @@ class F5Arguments:
     init_from: str = field(default="ema", metadata={"help": "ema | online: which weights of the checkpoint to start from"})
     vocab_file: Optional[str] = field(default=None, metadata={"help": "the checkpoint's vocab.txt; default: Emilia"})
     extend_vocab: bool = field(default=True, metadata={"help": "add symbols the vocab lacks (else they read as spaces)"})
+    vocab_min_count: int = field(default=5, metadata={"help": "a missing symbol is added only if the training text "
+                                                              "has it this many times (a row that never trains is noise)"})
+    # text front end (the same at inference: saved in f5_config.yaml)
+    normalize_text_languages: Optional[list[str]] = field(default=None, metadata={
+        "help": "languages whose text goes through data_prep.text_normalize (numbers, money, dates, abbreviations "
+                "-> words), per row by its language column; e.g. [pt-br]. Unset: text is used as written"})
+    text_language: Optional[str] = field(default=None, metadata={
+        "help": "language of rows without a language column, of sample_texts and of generate.py's text by "
+                "default; unset: the single entry of `languages`, else of normalize_text_languages"})
     mel_spec_type: str = "vocos"
     # batching
     frames_per_gpu: int = field(default=3200, metadata={"help": "mel frames per batch per GPU (93.75 frames/s)"})
@@ -71,7 +85,8 @@ class F5Arguments:
     ema_update_after_step: int = 100
     ema_update_every: int = 10
     ema_power: float = 2 / 3
-    # early stopping on eval_loss
+    # model selection: eval_loss (early stopping, load_best_model_at_end) of the weights that ship
+    eval_weights: str = field(default="ema", metadata={"help": "ema | online: which weights the eval loss scores"})
     early_stopping_patience: Optional[int] = None
     early_stopping_threshold: float = 0.0
     # audio samples at evaluation
@@ -85,6 +100,10 @@ class F5Arguments:
     card_language: Optional[list[str]] = None
 
     def __post_init__(self):
+        if self.eval_weights not in ("ema", "online"):
+            raise ValueError(f"eval_weights must be 'ema' or 'online', got {self.eval_weights!r}")
+        if self.vocab_min_count < 1:
+            raise ValueError(f"vocab_min_count must be >= 1, got {self.vocab_min_count}")
         if self.init_from not in ("ema", "online"):
             raise ValueError(f"init_from must be 'ema' or 'online', got {self.init_from!r}")
         if self.mel_spec_type not in ("vocos", "bigvgan"):
@@ -113,8 +132,12 @@ def make_parser():
 class F5Trainer(Trainer):
     """HF Trainer over upstream's CFM: frame-budget batches, CFM loss, fixed-noise eval, upstream AdamW + schedule."""
 
-    def __init__(self, *args, train_frame_lengths, frames_per_gpu, max_samples, **kwargs):
+    def __init__(self, *args, train_frame_lengths, frames_per_gpu, max_samples, ema_callback=None,
+                 eval_weights: str = "ema", **kwargs):
         super().__init__(*args, **kwargs)
+        # The export is the EMA, so model selection must score the EMA: the online weights' loss can keep
+        # improving (or stall) while the EMA lags far behind, and load-best would then pick the wrong step.
+        self.ema_callback, self.eval_weights = ema_callback, eval_weights
         # CFM.forward returns a mean over the masked span frames of its micro-batch; accumulation then
         # averages micro-batches (Trainer divides by the accumulation steps), as upstream's trainer does.
         self.model_accepts_loss_kwargs = False
@@ -145,6 +168,11 @@ class F5Trainer(Trainer):
         # no CFG dropout (the conditional loss is what inference relies on).
         inputs = self._prepare_inputs(inputs)
         cfm = self.accelerator.unwrap_model(model)
+        ema = self.ema_callback.ema if self.ema_callback is not None else None
+        if self.eval_weights == "ema" and ema is not None:
+            model = cfm = ema.ema_model
+        was_training = cfm.training
+        cfm.eval()  # dropout off (the Trainer only switches self.model)
         saved_drop, python_rng = (cfm.audio_drop_prob, cfm.cond_drop_prob), random.getstate()
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         try:
@@ -155,6 +183,7 @@ class F5Trainer(Trainer):
                     loss = self.compute_loss(model, inputs)
         finally:
             cfm.audio_drop_prob, cfm.cond_drop_prob = saved_drop
+            cfm.train(was_training)
             random.setstate(python_rng)
         self._eval_batch_index += 1
         return loss.detach(), None, None
@@ -222,7 +251,7 @@ def pick_reference(args: F5Arguments, validation):
 
     if args.sample_reference_audio:
         wave, sr = decode_audio(args.sample_reference_audio)
-        return wave, sr, args.sample_reference_text
+        return wave, sr, args.sample_reference_text, None
     # Upstream trims references to ~12 s and budgets ~22 s per generated chunk including the reference.
     durations = list(validation["duration"])
     short = [i for i, d in enumerate(durations) if d <= 12.0]
@@ -232,46 +261,109 @@ def pick_reference(args: F5Arguments, validation):
                        durations[index])
     row = validation[index]
     wave, sr = decode_audio(row["audio"])
-    return wave, sr, row["text"]
+    return wave, sr, row["text"], row.get("language")
+
+
+def make_text_front_end(args: F5Arguments):
+    from recipes.f5.data import TextFrontEnd
+
+    default = args.text_language
+    if default is None and args.languages and len(args.languages) == 1:
+        default = args.languages[0]
+    if default is None and args.normalize_text_languages:
+        default = args.normalize_text_languages[0]
+    return TextFrontEnd(tuple(args.normalize_text_languages or ()), default)
+
+
+def plan_vocab_extension(texts: dict[str, list[str]], vocab: list[str], args: F5Arguments) -> list[str]:
+    """The symbols to append to `vocab`: those the *training* text has at least `vocab_min_count` times.
+
+    A row added for a symbol the training data never (or barely) shows stays at its initial value, so a
+    symbol seen only in validation or sample texts is not added; it is reported, like one that is too rare.
+    Either way it reads as a space (id 0), as in upstream."""
+    from recipes.f5.data import missing_symbols
+
+    in_train = missing_symbols(texts["train"], vocab)
+    elsewhere = missing_symbols([t for name, split in texts.items() if name != "train" for t in split], vocab)
+    if not args.extend_vocab:
+        if in_train or elsewhere:
+            logger.warning("Symbols not in the vocab will be read as spaces (extend_vocab=false): %s",
+                           dict(in_train + elsewhere))
+        return []
+    added = sorted(s for s, n in in_train.items() if n >= args.vocab_min_count)
+    rare = {s: n for s, n in in_train.items() if n < args.vocab_min_count}
+    if rare:
+        logger.warning("Not added to the vocab, seen fewer than vocab_min_count=%d times in the training text "
+                       "(read as spaces): %s", args.vocab_min_count, rare)
+    unseen = {s: n for s, n in elsewhere.items() if s not in in_train}
+    if unseen:
+        logger.warning("Not added to the vocab, seen only in validation/sample texts, never in the training text "
+                       "(read as spaces; add training data with them or normalise them away): %s", unseen)
+    return added
 
 
 # ------------------------------------------------------------------------------------------------------
 # Export in upstream formats + card
 # ------------------------------------------------------------------------------------------------------
 
+def exported_state(trainer) -> tuple[int, dict, dict]:
+    """(update, optimizer state, scheduler state) that belong with the weights in `trainer.model` now.
+
+    After load_best_model_at_end the weights (and the EMA, see EMACallback) are the best checkpoint's, so the
+    export is named by that step and pairs them with that checkpoint's optimizer and schedule: resuming
+    model_last.pt must not continue the best weights with moments and a learning rate from later steps."""
+    best = trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None
+    if not best:
+        return trainer.state.global_step, trainer.optimizer.state_dict(), trainer.lr_scheduler.state_dict()
+    best = Path(best)
+    update = int(best.name.rsplit("-", 1)[-1])
+    missing = [name for name in ("optimizer.pt", "scheduler.pt") if not (best / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{best} lacks {missing}: model_last.pt needs the optimizer and schedule of the best "
+                                "checkpoint (do not set save_only_model with load_best_model_at_end)")
+    return (update, torch.load(best / "optimizer.pt", map_location="cpu", weights_only=True),
+            torch.load(best / "scheduler.pt", map_location="cpu", weights_only=True))
+
+
 def export_upstream(trainer, ema, args: F5Arguments, arch: dict, vocab: list[str], added: list[str],
-                    metrics: dict) -> Path:
+                    metrics: dict, text_front_end=None) -> Path:
     import yaml
 
     from recipes.common import write_model_card
     from recipes.f5.checkpoints import save_ema_safetensors, save_training_checkpoint
-    from recipes.f5.data import write_vocab
+    from recipes.f5.data import TextFrontEnd, write_vocab
 
     out = Path(trainer.args.output_dir)
-    update = trainer.state.global_step
+    update, optimizer_state, scheduler_state = exported_state(trainer)
+    trained = trainer.state.global_step
     online = trainer.accelerator.unwrap_model(trainer.model)
     ema_state = ema.state_dict() if ema is not None else {f"ema_model.{k}": v for k, v in online.state_dict().items()}
     for stale in out.glob("model_*.safetensors"):
         stale.unlink()
     save_ema_safetensors(out / f"model_{update}.safetensors", ema_state)
     save_training_checkpoint(out / "model_last.pt", model_state=online.state_dict(), ema_state=ema_state,
-                             optimizer_state=trainer.optimizer.state_dict(),
-                             scheduler_state=trainer.lr_scheduler.state_dict(), update=update)
+                             optimizer_state=optimizer_state, scheduler_state=scheduler_state, update=update)
     write_vocab(vocab, out / "vocab.txt")
     base = f"{args.init_checkpoint_repo}/{args.init_checkpoint}" if args.init_checkpoint_repo else args.init_checkpoint
     (out / "f5_config.yaml").write_text(yaml.safe_dump(dict(
         model_config=args.model_config, arch=arch, mel_spec_type=args.mel_spec_type, vocab_size=len(vocab),
-        added_symbols=added, base_checkpoint=base, updates=update), allow_unicode=True, sort_keys=False))
+        added_symbols=added, base_checkpoint=base, updates=update, trained_updates=trained,
+        text_front_end=(text_front_end or TextFrontEnd()).to_config()), allow_unicode=True, sort_keys=False))
+    selected = (f" The exported weights are those of update {update}, the best {trainer.args.metric_for_best_model} "
+                f"({args.eval_weights} weights)." if update != trained else "")
     usage = (f"Upstream f5-tts: `f5-tts_infer-cli --model {args.model_config} --ckpt_file model_{update}.safetensors "
              "--vocab_file vocab.txt --ref_audio ref.wav --ref_text \"...\" --gen_text \"...\"`, or "
              "`python recipes/f5/generate.py --model_path <this folder> ...` from tts-recipes.")
     write_model_card(
         str(out), title=f"F5-TTS fine-tune ({args.model_config})", base_model=args.init_checkpoint_repo,
         license=args.license, language=args.card_language or args.languages, tags=["f5-tts", "voice-cloning"],
-        summary=f"F5-TTS ({args.model_config}) fine-tuned from `{base or 'random init'}` for {update} updates with "
-                f"recipes/f5/finetune.py. EMA weights: `model_{update}.safetensors`.",
+        summary=f"F5-TTS ({args.model_config}) fine-tuned from `{base or 'random init'}` for {trained} updates with "
+                f"recipes/f5/finetune.py. EMA weights: `model_{update}.safetensors`.{selected}",
         sections={"Usage": usage,
                   "Vocabulary": f"{len(vocab)} symbols (`vocab.txt`); added to the base vocab: {added or 'none'}.",
+                  "Text front end": "Text of " + (", ".join((text_front_end or TextFrontEnd()).languages) or "no language")
+                                    + " goes through tts-recipes' data_prep.text_normalize before the vocab (training"
+                                      " and generate.py); upstream inference needs the same normalised text.",
                   "Training": f"Frame budget {args.frames_per_gpu} frames/GPU, max {args.max_samples} clips, lr "
                               f"{trainer.args.learning_rate}, EMA beta {args.ema_beta} (reset to step 0)."},
         metrics=metrics)
@@ -284,7 +376,8 @@ def main(args: F5Arguments, training_args) -> Path | None:
     from recipes.common import explain_hub_errors, log_trainable_parameters, push_folder_to_hub, resume_checkpoint
     from recipes.f5.callbacks import AudioSamplesCallback, EMACallback
     from recipes.f5.checkpoints import build_model, extend_text_embedding, load_initial_weights, resolve_model_config
-    from recipes.f5.data import F5Collator, duration_frames, missing_symbols, read_vocab, upstream_vocab_path, write_vocab
+    from recipes.f5.data import (F5Collator, duration_frames, initial_rows, read_vocab, row_languages,
+                                 upstream_vocab_path, write_vocab)
 
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     if training_args.remove_unused_columns:
@@ -297,19 +390,21 @@ def main(args: F5Arguments, training_args) -> Path | None:
     logger.info("train %d clips (%.1f min), validation %d", len(splits["train"]),
                 sum(splits["train"]["duration"]) / 60, len(splits["validation"]))
 
-    # --- vocab: the checkpoint's, extended with what the data and sample texts need
+    # --- text front end, the same generate.py applies (saved in f5_config.yaml)
+    front_end = make_text_front_end(args)
+    texts = {name: [front_end(t, lang) for t, lang in zip(split["text"], row_languages(split))]
+             for name, split in splits.items()}
+    texts["sample"] = [front_end(t) for t in args.sample_texts]
+
+    # --- vocab: the checkpoint's, extended with what the training text needs
     vocab = read_vocab(args.vocab_file or upstream_vocab_path())
-    base_vocab_size = len(vocab)
-    texts = list(splits["train"]["text"]) + list(splits["validation"]["text"]) + list(args.sample_texts)
-    missing = missing_symbols(texts, vocab)
-    added = sorted(missing) if args.extend_vocab else []
-    if missing and not args.extend_vocab:
-        logger.warning("Symbols not in the vocab will be read as spaces (extend_vocab=false): %s", dict(missing))
+    base_vocab = list(vocab)
+    added = plan_vocab_extension(texts, vocab, args)
     vocab = vocab + added
 
     # --- model: base vocab size to match the checkpoint, then grow the text embedding
     arch = resolve_model_config(args.model_config)
-    model = build_model(arch, vocab[:base_vocab_size], args.mel_spec_type)
+    model = build_model(arch, base_vocab, args.mel_spec_type)
     if args.init_checkpoint:
         path = args.init_checkpoint
         if args.init_checkpoint_repo:
@@ -324,8 +419,10 @@ def main(args: F5Arguments, training_args) -> Path | None:
     else:
         logger.warning("No init_checkpoint: training %s from random initialisation.", args.model_config)
     if added:
-        logger.info("Extending the vocab with %d symbol(s): %s", len(added), added)
-        extend_text_embedding(model, len(added))
+        sources = initial_rows(added, base_vocab)
+        logger.info("Extending the vocab with %d symbol(s): %s", len(added), ", ".join(
+            f"{s!r} (from {base_vocab[i]!r})" if i is not None else f"{s!r} (random row)" for s, i in zip(added, sources)))
+        extend_text_embedding(model, len(added), init_from=sources)
         model.vocab_char_map = {symbol: i for i, symbol in enumerate(vocab)}
     log_trainable_parameters(model)
     if training_args.process_index == 0:
@@ -335,20 +432,23 @@ def main(args: F5Arguments, training_args) -> Path | None:
     push = training_args.push_to_hub
     training_args.push_to_hub = False  # the Trainer would upload raw Trainer checkpoints; we push the upstream export
     resume_from = resume_checkpoint(training_args)
+    evaluates = training_args.eval_strategy != "no"
     ema_callback = EMACallback(dict(beta=args.ema_beta, update_after_step=args.ema_update_after_step,
                                     update_every=args.ema_update_every, power=args.ema_power),
-                               is_main=training_args.process_index == 0, resume_from=resume_from)
+                               is_main=training_args.process_index == 0, resume_from=resume_from,
+                               all_ranks=evaluates and args.eval_weights == "ema")
     callbacks = [ema_callback]
-    if args.sample_texts and training_args.eval_strategy != "no":
-        callbacks.append(AudioSamplesCallback(args, pick_reference(args, splits["validation"]), ema_callback,
-                                              training_args))
+    if args.sample_texts and evaluates:
+        ref_wave, ref_sr, ref_text, ref_language = pick_reference(args, splits["validation"])
+        callbacks.append(AudioSamplesCallback(args, (ref_wave, ref_sr, front_end(ref_text, ref_language)),
+                                              ema_callback, training_args, text_front_end=front_end))
     if args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     trainer = F5Trainer(
         model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["validation"],
-        data_collator=F5Collator(vocab, args.mel_spec_type), callbacks=callbacks,
+        data_collator=F5Collator(vocab, args.mel_spec_type, text_front_end=front_end), callbacks=callbacks,
         train_frame_lengths=duration_frames(splits["train"]), frames_per_gpu=args.frames_per_gpu,
-        max_samples=args.max_samples)
+        max_samples=args.max_samples, ema_callback=ema_callback, eval_weights=args.eval_weights)
 
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.log_metrics("train", result.metrics)
@@ -364,7 +464,7 @@ def main(args: F5Arguments, training_args) -> Path | None:
     if not trainer.is_world_process_zero():
         return None
     card_metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and "loss" in k}
-    out = export_upstream(trainer, ema_callback.ema, args, arch, vocab, added, card_metrics)
+    out = export_upstream(trainer, ema_callback.ema, args, arch, vocab, added, card_metrics, text_front_end=front_end)
     logger.info("Upstream-format export in %s", out)
     if push:
         if not training_args.hub_model_id:

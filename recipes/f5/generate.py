@@ -4,12 +4,18 @@ Inference runs through upstream f5-tts code (`load_model`, `infer_batch_process`
 in upstream's CLI/GUI too. `model_path` is a folder written by `recipes/f5/finetune.py` (model_*.safetensors,
 vocab.txt, f5_config.yaml) or one checkpoint file with `--vocab_file`/`--model_config`.
 
-    python recipes/f5/generate.py --model_path outputs/f5-pt-br \
-        --ref_audio ref.wav --ref_text "Transcrição exata da referência." \
-        --text "Olá! Este é um teste em português do Brasil." --out hello.wav
+    python recipes/f5/generate.py --model outputs/f5-pt-br \
+        --voice ref.wav --ref_text "Transcrição exata da referência." \
+        --text "Olá! A passagem custa R$ 4,50." --out hello.wav
+
+The CLI is the one all generate.py scripts share (recipes.common.add_generate_arguments; the older
+--model_path / --ref_audio / --output spellings still work): repeat --text for several, and --out is then a
+folder. The text (and the reference transcript) goes through the same front end as the training text
+(f5_config.yaml `text_front_end`: "R$ 4,50" -> "quatro reais e cinquenta centavos" for pt-br), in the
+language of --language or the one the model was trained with.
 
 Offline demo (random-weight vocoder: the audio is noise-like, the plumbing is real):
-    python recipes/f5/generate.py --model_path outputs/f5-demo --vocoder_path random ...
+    python recipes/f5/generate.py --model outputs/f5-demo --vocoder_path random ...
 """
 
 from __future__ import annotations
@@ -81,13 +87,15 @@ class F5Synthesizer:
 
     def __init__(self, model_path: str, device: str | None = None, *, vocab_file: str | None = None,
                  model_config: str | None = None, vocoder_path: str | None = None, use_ema: bool = True,
-                 nfe_step: int = 32, cfg_strength: float = 2.0, sway_sampling_coef: float = -1.0, speed: float = 1.0):
+                 nfe_step: int = 32, cfg_strength: float = 2.0, sway_sampling_coef: float = -1.0, speed: float = 1.0,
+                 normalize_text: bool = True):
         import torch
         import yaml
         from f5_tts.infer.utils_infer import load_model
         from f5_tts.model import DiT
 
         from recipes.f5.checkpoints import load_vocoder, resolve_model_config
+        from recipes.f5.data import TextFrontEnd, read_vocab
 
         folder = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
         saved = yaml.safe_load((folder / CONFIG_FILE).read_text()) if (folder / CONFIG_FILE).is_file() else {}
@@ -95,6 +103,10 @@ class F5Synthesizer:
         if arch is None:
             raise ValueError(f"{folder} has no {CONFIG_FILE}; pass model_config (e.g. F5TTS_Base for v0-era weights)")
         vocab_file = vocab_file or (str(folder / "vocab.txt") if (folder / "vocab.txt").is_file() else "")
+        if vocab_file:
+            read_vocab(vocab_file)  # a clear error for a vocab whose id 0 is not " " (upstream asserts it)
+        # The training text's front end, so "R$ 4,50" reaches the model as the words it was trained on.
+        self.text_front_end = TextFrontEnd.from_config(saved.get("text_front_end") if normalize_text else None)
         self.mel_spec_type = saved.get("mel_spec_type", "vocos")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.sampling_rate = 24_000
@@ -111,10 +123,12 @@ class F5Synthesizer:
                 or len(reference_texts) != len(texts):
             raise ValueError("F5-TTS clones a voice: pass one reference_audio (wave, sr) and one reference_text per text")
         waves = []
-        for text, reference, ref_text in zip(texts, reference_audio, reference_texts):
+        languages = languages or [None] * len(texts)
+        for text, reference, ref_text, language in zip(texts, reference_audio, reference_texts, languages):
             if reference is None or not ref_text:
                 raise ValueError(f"missing reference audio or transcript for {text!r}")
             ref_wave, ref_sr = reference
+            text, ref_text = self.text_front_end(text, language), self.text_front_end(ref_text, language)
             waves.append(synthesize_with_reference(self.model, self.vocoder, ref_wave, ref_sr, ref_text, text,
                                                    mel_spec_type=self.mel_spec_type, device=self.device,
                                                    **self.options))
@@ -126,12 +140,15 @@ def load_synthesizer(model_path: str, device: str | None = None, **options) -> F
 
 
 def main(argv=None):
+    from recipes.common import add_generate_arguments, output_wav_paths
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_path", required=True, help="export folder or checkpoint file")
-    parser.add_argument("--ref_audio", required=True)
-    parser.add_argument("--ref_text", required=True, help="exact transcript of --ref_audio")
-    parser.add_argument("--text", required=True, help="what to say")
-    parser.add_argument("--out", default="f5_output.wav")
+    add_generate_arguments(parser, model_help="export folder of recipes/f5/finetune.py, or a checkpoint file",
+                           voice_help="reference audio whose voice is cloned (with its transcript in --ref_text)",
+                           voice_required=True, default_out="f5_output.wav")
+    parser.add_argument("--ref_text", required=True, help="exact transcript of --voice")
+    parser.add_argument("--no_text_normalization", action="store_true",
+                        help="skip the training text front end saved in f5_config.yaml (text used as written)")
     parser.add_argument("--vocab_file", default=None)
     parser.add_argument("--model_config", default=None, help="only when model_path has no f5_config.yaml")
     parser.add_argument("--vocoder_path", default=None, help="local vocos folder, 'random' (offline demo) or unset (Hub)")
@@ -139,20 +156,30 @@ def main(argv=None):
     parser.add_argument("--nfe_step", type=int, default=32)
     parser.add_argument("--cfg_strength", type=float, default=2.0)
     parser.add_argument("--speed", type=float, default=1.0)
-    parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    os.environ.setdefault("MPLCONFIGDIR", str(Path(args.out).absolute().parent / ".mplconfig"))
+    paths = output_wav_paths(args.out, len(args.text))
+    os.environ.setdefault("MPLCONFIGDIR", str(paths[0].absolute().parent / ".mplconfig"))
+    if args.dialect:
+        print(f"note: F5-TTS has no dialect conditioning; --dialect {args.dialect} is ignored (the reference voice "
+              "carries the accent)")
+
+    import torch
 
     from data_prep.audio import decode_audio, write_audio
 
-    synthesizer = load_synthesizer(args.model_path, args.device, vocab_file=args.vocab_file,
+    torch.manual_seed(args.seed)
+    synthesizer = load_synthesizer(args.model, args.device, vocab_file=args.vocab_file,
                                    model_config=args.model_config, vocoder_path=args.vocoder_path,
                                    use_ema=not args.use_online_weights, nfe_step=args.nfe_step,
-                                   cfg_strength=args.cfg_strength, speed=args.speed)
-    ref_wave, ref_sr = decode_audio(args.ref_audio)
-    [wave] = synthesizer.synthesize([args.text], reference_audio=[(ref_wave, ref_sr)], reference_texts=[args.ref_text])
-    write_audio(args.out, wave, synthesizer.sampling_rate)
-    print(f"wrote {args.out} ({len(wave) / synthesizer.sampling_rate:.2f} s) from {synthesizer.checkpoint}")
+                                   cfg_strength=args.cfg_strength, speed=args.speed,
+                                   normalize_text=not args.no_text_normalization)
+    ref_wave, ref_sr = decode_audio(args.voice)
+    n = len(args.text)
+    waves = synthesizer.synthesize(args.text, languages=[args.language] * n, reference_audio=[(ref_wave, ref_sr)] * n,
+                                   reference_texts=[args.ref_text] * n)
+    for path, wave in zip(paths, waves):
+        write_audio(path, wave, synthesizer.sampling_rate)
+        print(f"wrote {path} ({len(wave) / synthesizer.sampling_rate:.2f} s) from {synthesizer.checkpoint}")
 
 
 if __name__ == "__main__":
