@@ -8,7 +8,7 @@ OUT ?= outputs
 # Tests and demos never touch the Hub.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: help install install-gpu lock upgrade-check system-deps test slow_test demo eval-demo orpheus-lora-demo f5-demo xtts-demo pocket-demo \
+.PHONY: help install install-gpu lock upgrade-check system-deps test slow_test demo eval-demo orpheus-lora-demo f5-demo xtts-demo xtts-ca-demo pocket-demo \
 	bench repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
 
 help:
@@ -79,8 +79,16 @@ f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, text front end
 
 xtts-demo: install ## XTTS-v2 LoRA adapter on a tiny random XTTS: train, merge, synthesise
 	$(CPU_LAUNCH) recipes/xtts/train_adapter.py --config recipes/xtts/configs/demo.yaml --output_dir $(OUT)/xtts-demo
-	$(OFFLINE) $(PY) recipes/xtts/generate.py --model_path $(OUT)/xtts-demo/final --text "O menino foi para a escola." \
-		--reference tests/fixtures/demo_corpus/clips/pt-br_f2_000.flac --output_file $(OUT)/xtts-demo/sample.wav --max_new_tokens 60
+	$(OFFLINE) $(PY) recipes/xtts/generate.py --model $(OUT)/xtts-demo/final --text "O menino foi para a escola às 7h." \
+		--voice tests/fixtures/demo_corpus/clips/pt-br_f2_000.flac --out $(OUT)/xtts-demo/sample.wav --max_new_tokens 60
+
+xtts-ca-demo: install ## XTTS for a language it doesn't speak (Catalan + dialect tags): extend vocab, train, export, synthesise
+	$(CPU_LAUNCH) recipes/xtts/train_adapter.py --config recipes/xtts/configs/ca_demo.yaml --output_dir $(OUT)/xtts-ca-demo
+	for voice in balear_f3 central_f2 valencia_f4; do \
+		$(OFFLINE) $(PY) recipes/xtts/generate.py --model $(OUT)/xtts-ca-demo/final --text "Bon dia a tothom." \
+			--language ca --dialect $${voice%_*} --voice tests/fixtures/demo_corpus/clips/$${voice}_000.flac \
+			--out $(OUT)/xtts-ca-demo/sample_$${voice%_*}.wav --max_new_tokens 60 || exit 1; \
+	done
 
 pocket-demo: install ## Pocket TTS: tiny shared fr/es/de/it/pt-br model, exported and spoken by pocket_tts
 	$(OFFLINE) $(PY) recipes/pocket/finetune_multilingual.py --config recipes/pocket/configs/demo.yaml --output_dir $(OUT)/pocket-demo

@@ -32,20 +32,35 @@ def test_every_config_parses_with_the_script_parser(config):
 
     # bf16 needs a GPU; the override also shows CLI flags beating the YAML.
     args, training_args = make_parser().parse_args_and_config(args=["--config", str(config), "--bf16", "false"])
-    assert args.language == "pt" and training_args.remove_unused_columns is False
+    assert args.language == ("ca" if config.name.startswith("ca_") else "pt")
+    assert training_args.remove_unused_columns is False
     assert not training_args.bf16
 
 
 def test_help_works_for_both_scripts(capsys):
-    from trl import TrlParser
-
-    from recipes.xtts.generate import GenerateArguments
+    from recipes.xtts.generate import make_parser as generate_parser
     from recipes.xtts.train_adapter import make_parser
 
-    for parser, flag in ((make_parser(), "--perceiver_adapter"), (TrlParser((GenerateArguments,)), "--reference")):
-        with pytest.raises(SystemExit) as exit_info:
-            parser.parse_args_and_config(args=["--help"])
-        assert exit_info.value.code == 0 and flag in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        make_parser().parse_args_and_config(args=["--help"])
+    assert exit_info.value.code == 0 and "--new_language" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        generate_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and all(flag in out for flag in ("--model", "--voice", "--out", "--dialect"))
+
+
+def test_generate_cli_shape_and_old_spellings():
+    """The shared generate.py shape (--model --text --out --voice --language --dialect); old flags still parse."""
+    from recipes.xtts.generate import make_parser
+
+    new = make_parser().parse_args(["--model", "m", "--text", "a", "--text", "b", "--voice", "v.wav", "--out", "o",
+                                    "--language", "ca", "--dialect", "balear", "--max_new_tokens", "5"])
+    old = make_parser().parse_args(["--model_path", "m", "--text", "a", "--reference", "v.wav", "--output_file",
+                                    "o.wav"])
+    assert (new.model, new.text, new.voice, new.out, new.dialect, new.max_new_tokens) == \
+        ("m", ["a", "b"], "v.wav", "o", "balear", 5)
+    assert (old.model, old.voice, old.out) == ("m", "v.wav", "o.wav")
 
 
 @pytest.mark.slow
@@ -59,9 +74,14 @@ def test_help_from_the_command_line():
 def test_unsupported_language_fails_before_any_work():
     from recipes.xtts.train_adapter import XttsAdapterArguments
 
-    with pytest.raises(ValueError, match="no XTTS tokenizer support"):
+    with pytest.raises(ValueError, match="no XTTS tokenizer support.*new_language: ca"):
         XttsAdapterArguments(language="ca")
     assert XttsAdapterArguments(language="pt-br").language == "pt-br"
+    assert XttsAdapterArguments(language="ca", new_language="ca", dialect_tags=["balear"]).new_language == "ca"
+    with pytest.raises(ValueError, match="plain code"):
+        XttsAdapterArguments(new_language="pt")
+    with pytest.raises(ValueError, match="no '-' or '_'"):
+        XttsAdapterArguments(language="ca", new_language="ca", dialect_tags=["ca-balear"])
 
 
 def _ljspeech(folder: Path, lines: list[str], clip_ids: list[str]) -> Path:
@@ -178,6 +198,14 @@ def test_train_merge_reload_with_upstream_and_synthesise(tmp_path):
         "--sample_max_new_tokens", "10"])
     main(args, training_args)
     final = out / "final"
+    # final/ is a complete base folder (DVAE + mel stats travel along): another run can start from it.
+    from recipes.xtts.modeling import DvaeCoder, load_xtts
+
+    assert all((final / name).is_file() for name in ("dvae.pth", "mel_stats.pth", "dvae_args.json"))
+    reloaded_config, _ = load_xtts(final)
+    DvaeCoder.from_base(final, reloaded_config)
+    # The demo's pt-br rows were normalised with the Brazilian rules, recorded for generate.py.
+    assert json.loads((final / "xtts_adapter.json").read_text())["text"]["normalizers"] == {"pt": "pt-br"}
     log = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
     train_logs = [e for e in log if "loss" in e]
     assert train_logs and all(math.isfinite(e["loss"]) and "loss_mel_ce" in e for e in train_logs)
@@ -221,6 +249,63 @@ def test_train_merge_reload_with_upstream_and_synthesise(tmp_path):
                                     reference_audio=[reference, reference])
     assert len(waves) == 2 and all(w.dtype == np.float32 and np.isfinite(w).all() and len(w) > 1000 for w in waves)
     assert (final / "README.md").read_text().count("license_name: coqui-public-model-license") == 1
+
+
+def test_catalan_demo_extends_trains_exports_and_upstream_speaks_each_dialect(tmp_path):
+    """Issue 15 on the embedded corpus: the base never saw Catalan; the run extends the vocab, trains LoRA + the
+    new text rows on ca mixed with pt-br/it, and upstream `Xtts` loads the export strictly and speaks ca with
+    every dialect tag through the shipped tokenizer loader."""
+    from safetensors.torch import load_file
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts
+
+    from recipes.xtts.generate import load_synthesizer
+    from recipes.xtts.text import use_text_frontend
+    from recipes.xtts.train_adapter import main, make_parser
+
+    out = tmp_path / "run"
+    main(*make_parser().parse_args_and_config(args=[
+        "--config", str(REPO / "recipes/xtts/configs/ca_demo.yaml"), "--output_dir", str(out), "--max_steps", "2",
+        "--eval_strategy", "no", "--save_steps", "2", "--logging_steps", "1", "--report_to", "none"]))
+    final = out / "final"
+    report = json.loads((out / "vocab_extension.json").read_text())
+    assert report["added_tags"] == ["[ca]", "[ca_balear]", "[ca_central]", "[ca_valencia]"]
+    assert len(report["added_tokens"]) > 20 and report["unk_rate_before"] > 0 and report["unk_rate_after"] == 0
+    kept = json.loads((out / "skip_report.json").read_text())[0]
+    assert kept["kept"] > 20 and not kept["skipped"].get("unknown_tokens")  # Catalan rows all encodable now
+
+    # The adapter carries the trained new rows (peft modules_to_save) and the tokenizer beside it.
+    adapter = load_file(final / "adapter" / "adapter_model.safetensors")
+    rows = {k: v for k, v in adapter.items() if ".text_embedding." in k or ".text_head." in k}
+    assert {k.rsplit(".", 1)[-1] for k in rows} == {"new_weight", "new_bias"} and len(rows) == 3
+    assert (final / "adapter" / "vocab.json").read_bytes() == (final / "vocab.json").read_bytes()
+
+    config = XttsConfig()
+    config.load_json(str(final / "config.json"))
+    assert {"ca", "ca_balear", "ca_central", "ca_valencia", "pt", "it"} <= set(config.languages)
+    assert config.model_args.gpt_number_text_tokens == report["vocab_size"]
+    model = Xtts.init_from_config(config)
+    model.load_checkpoint(config, checkpoint_dir=str(final), eval=True, strict=True)
+    base = torch.load(out / "tiny-base" / "model.pth", weights_only=True)["model"]
+    weight = model.state_dict()["gpt.text_embedding.weight"]
+    old = base["gpt.text_embedding.weight"]
+    assert weight.shape[0] == report["vocab_size"] and torch.equal(weight[: old.shape[0]], old)  # old rows kept
+    assert torch.equal(weight[old.shape[0]:], next(v for k, v in rows.items() if "text_embedding" in k))
+
+    use_text_frontend(model, final)
+    torch.manual_seed(0)
+    clip = str(REPO / "tests/fixtures/demo_corpus/clips/balear_f3_001.flac")
+    out_ca = model.synthesize("Bon dia a tothom, som 3.", speaker_wav=clip, language="ca", max_new_tokens=4)
+    assert np.isfinite(np.asarray(out_ca["wav"])).all()
+    latents, speaker = model.get_conditioning_latents(audio_path=clip)
+    for tag in ("ca_balear", "ca_central", "ca_valencia"):
+        wav = np.asarray(model.inference("Bon dia a tothom.", tag, latents, speaker, max_new_tokens=4)["wav"])
+        assert np.isfinite(wav).all() and len(wav) > 0
+
+    # generate.py from the adapter folder: base + grown layers + adapter = the merged export.
+    synth = load_synthesizer(str(final / "adapter"), "cpu", max_new_tokens=4)
+    torch.testing.assert_close(synth.xtts.state_dict()["gpt.text_embedding.weight"], weight)
+    assert synth._language("ca", "valencia") == "ca_valencia" and synth._language("pt-br") == "pt"
 
 
 @pytest.mark.slow

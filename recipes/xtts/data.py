@@ -108,18 +108,31 @@ class SkipReport:
                 "examples": dict(self.examples)}
 
 
-def tokenize_and_filter(split, tokenizer, language: str, limits: Limits, name: str):
-    """Tokenise with the language tag and drop (counted) rows with unknown tokens, too many tokens
-    or audio outside the limits (from the `duration` column; exact sample counts are rechecked in
-    `add_audio_codes`). Returns (dataset with `text_ids`, SkipReport)."""
+def tokenize_and_filter(split, tokenizer, language: str, limits: Limits, name: str, dialect_tags=()):
+    """Tokenise each row with ITS language tag and drop (counted) rows with unknown tokens, too many
+    tokens or audio outside the limits (from the `duration` column; exact sample counts are rechecked
+    in `add_audio_codes`). The tag comes from the row's `language` column ("pt-br" -> "pt"; with a
+    dialect tag in `dialect_tags`, "ca" + dialect "balear" -> "ca_balear"), so original-language rows
+    can be mixed in against forgetting; `language` is only the fallback for a dataset without that
+    column. Returns (dataset with `text_ids` and `xtts_language`, SkipReport)."""
+    from recipes.xtts.text import xtts_tag
+
     report = SkipReport(name, total=len(split))
     bad_ids = {tokenizer.tokenizer.token_to_id("[UNK]"), tokenizer.tokenizer.token_to_id("[STOP]")}
-    keep, text_ids = [], []
+    row_languages = split["language"] if "language" in split.column_names else [language] * len(split)
+    row_dialects = split["dialect"] if "dialect" in split.column_names else [None] * len(split)
+    tags = [xtts_tag(lang or language, dialect, dialect_tags) for lang, dialect in zip(row_languages, row_dialects)]
+    unknown = Counter(t for t in tags if tokenizer.tokenizer.token_to_id(f"[{'zh-cn' if t == 'zh' else t}]") is None)
+    if unknown:
+        raise ValueError(f"[{name}] rows in languages the model has no tag for: {dict(unknown)} (it knows "
+                         f"{tokenizer.languages}); keep only known ones with `languages:` or teach a new one with "
+                         "`new_language:`")
+    keep, text_ids, kept_tags = [], [], []
     from tqdm.auto import tqdm
 
-    rows = zip(split["id"], split["text"], split["duration"])
-    for index, (row_id, text, duration) in enumerate(tqdm(rows, total=len(split), desc=f"tokenise ({name})")):
-        ids = tokenizer.encode(text, language) if text and text.strip() else []
+    rows = zip(split["id"], split["text"], split["duration"], tags)
+    for index, (row_id, text, duration, tag) in enumerate(tqdm(rows, total=len(split), desc=f"tokenise ({name})")):
+        ids = tokenizer.encode(text, tag) if text and text.strip() else []
         samples = duration * GPT_SAMPLE_RATE
         if not ids:
             report.skip("empty_text", row_id)
@@ -134,7 +147,8 @@ def tokenize_and_filter(split, tokenizer, language: str, limits: Limits, name: s
         else:
             keep.append(index)
             text_ids.append(ids)
-    split = split.select(keep).add_column("text_ids", text_ids)
+            kept_tags.append(tag)
+    split = split.select(keep).add_column("text_ids", text_ids).add_column("xtts_language", kept_tags)
     return split, report
 
 

@@ -75,15 +75,16 @@ def load_xtts(base_dir: Path, device: str | torch.device = "cpu"):
     missing keys are checked here; `eval=False` keeps `gpt.gpt.wte` (tied to the mel embedding by
     `init_gpt_for_inference`) out of the module tree, which would otherwise break state-dict saving.
     """
-    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
     from TTS.tts.models.xtts import Xtts
 
+    from recipes.xtts.text import load_tokenizer
+
     config = load_xtts_config(base_dir)
-    tokenizer = VoiceBpeTokenizer(vocab_file=str(base_dir / "vocab.json"))
+    tokenizer = load_tokenizer(base_dir)  # upstream's, plus what this folder was trained with (normaliser ...)
     set_text_token_args(config, tokenizer)
     xtts = Xtts(config)  # builds the GPT at once, as the text-token arguments are set
     xtts.tokenizer = tokenizer
-    state = xtts.get_compatible_checkpoint_state_dict(base_dir / "model.pth")
+    state = read_xtts_state_dict(base_dir / "model.pth")
     result = xtts.load_state_dict(state, strict=False)
     inference_only = ("gpt.gpt_inference.", "gpt.gpt.wte.")
     unexpected = [k for k in result.unexpected_keys if not k.startswith(inference_only)]
@@ -92,6 +93,33 @@ def load_xtts(base_dir: Path, device: str | torch.device = "cpu"):
                          f"(of {len(result.missing_keys)}), unexpected {unexpected[:8]} (of {len(unexpected)}). "
                          "Check that config.json and vocab.json belong to this checkpoint.")
     return config, xtts.to(device)
+
+
+def read_xtts_state_dict(model_path: Path) -> dict:
+    """The `model` state dict of an XTTS checkpoint, read WITHOUT writing anything.
+
+    Upstream `Xtts._load_checkpoint` converts the official `model.pth` (which pickles an `XttsConfig`,
+    refused by torch's `weights_only` loader) and then saves the converted file over the original:
+    that fails on a read-only Hub cache and silently alters the user's cache. The same conversion is
+    done here in memory only; the key renames match `Xtts.get_compatible_checkpoint_state_dict`.
+    """
+    import pickle
+
+    try:
+        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        from TTS.tts.models.xtts import _legacy_safe_globals  # the legacy config classes, allow-listed
+
+        with _legacy_safe_globals():
+            checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    state = checkpoint["model"]
+    dropped = ("torch_mel_spectrogram_style_encoder", "torch_mel_spectrogram_dvae", "dvae")  # GPTTrainer extras
+    out = {}
+    for key, value in state.items():
+        key = key[len("xtts."):] if key.startswith("xtts.") else key
+        if key.split(".")[0] not in dropped:
+            out[key] = value
+    return out
 
 
 def set_text_token_args(config, tokenizer) -> None:
@@ -162,7 +190,8 @@ def code_span(prompt_start: int, prompt_end: int, code_stride: int = 1024) -> tu
     return prompt_start // code_stride, -(-prompt_end // code_stride)
 
 
-def xtts_gpt_losses(gpt, text_ids, text_lengths, audio_codes, code_lengths, cond_latents, prompt_spans):
+def xtts_gpt_losses(gpt, text_ids, text_lengths, audio_codes, code_lengths, cond_latents, prompt_spans,
+                    return_logits: bool = False):
     """Text CE and audio-code CE of upstream `GPT.forward`, with the prompt masked per item.
 
     text_ids (B, Tt) and audio_codes (B, Tc) are right-padded; code_lengths counts real codes;
@@ -206,6 +235,8 @@ def xtts_gpt_losses(gpt, text_ids, text_lengths, audio_codes, code_lengths, cond
     code_logits = gpt.mel_head(hidden[:, text_in.shape[1]:]).transpose(1, 2)
     loss_text = F.cross_entropy(text_logits, text_targets, ignore_index=IGNORE_INDEX)
     loss_codes = F.cross_entropy(code_logits, code_targets, ignore_index=IGNORE_INDEX)
+    if return_logits:  # (B, vocab, T) each, for checks on the text/audio predictions
+        return loss_text, loss_codes, text_logits, code_logits
     return loss_text, loss_codes
 
 
@@ -240,6 +271,103 @@ class XttsAdapterModel(nn.Module):
         return {"loss": loss_text + loss_mel, "loss_text_ce": loss_text.detach(), "loss_mel_ce": loss_mel.detach()}
 
 
+class ExtendedEmbedding(nn.Module):
+    """`nn.Embedding` grown by appended rows: the base rows are a frozen buffer, the new rows train.
+
+    Base tokens keep exactly their vectors (old-language behaviour unchanged); under LoRA, peft's
+    `modules_to_save` copies this module, so the new rows are trained and saved with the adapter.
+    """
+
+    def __init__(self, base_weight: torch.Tensor, new_weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("base_weight", base_weight.detach().clone(), persistent=False)
+        self.new_weight = nn.Parameter(new_weight.detach().clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return torch.cat([self.base_weight, self.new_weight])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)
+
+
+class ExtendedLinear(nn.Module):
+    """`nn.Linear` (the text head) with appended output rows: base rows/bias frozen, new ones train."""
+
+    def __init__(self, base: nn.Linear, new_weight: torch.Tensor, new_bias: torch.Tensor):
+        super().__init__()
+        self.register_buffer("base_weight", base.weight.detach().clone(), persistent=False)
+        self.register_buffer("base_bias", base.bias.detach().clone(), persistent=False)
+        self.new_weight = nn.Parameter(new_weight.detach().clone())
+        self.new_bias = nn.Parameter(new_bias.detach().clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return torch.cat([self.base_weight, self.new_weight])
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return torch.cat([self.base_bias, self.new_bias])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+TEXT_LAYERS = ("text_embedding", "text_head")  # peft modules_to_save when the vocabulary grew
+
+
+def extend_text_layers(gpt, sources: list[list[int]]) -> int:
+    """Grow `gpt.text_embedding` and `gpt.text_head` (weight and bias) by one row per entry of
+    `sources`, each initialised as the mean of the listed old rows. Returns the new vocabulary size."""
+    embedding, head = gpt.text_embedding, gpt.text_head
+    with torch.no_grad():
+        new_emb = torch.stack([embedding.weight[ids].mean(0) for ids in sources])
+        new_head = torch.stack([head.weight[ids].mean(0) for ids in sources])
+        new_bias = torch.stack([head.bias[ids].mean(0) for ids in sources])
+    gpt.text_embedding = ExtendedEmbedding(embedding.weight, new_emb)
+    gpt.text_head = ExtendedLinear(head, new_head, new_bias)
+    gpt.number_text_tokens = embedding.weight.shape[0] + len(sources)
+    return gpt.number_text_tokens
+
+
+def finalize_text_layers(xtts):
+    """Plain `nn.Embedding` / `nn.Linear` again (the layout upstream `Xtts` builds and loads)."""
+    gpt = xtts.gpt
+    if isinstance(gpt.text_embedding, ExtendedEmbedding):
+        weight = gpt.text_embedding.weight.detach()
+        gpt.text_embedding = nn.Embedding(*weight.shape).to(weight)
+        gpt.text_embedding.weight.data.copy_(weight)
+    if isinstance(gpt.text_head, ExtendedLinear):
+        weight, bias = gpt.text_head.weight.detach(), gpt.text_head.bias.detach()
+        gpt.text_head = nn.Linear(weight.shape[1], weight.shape[0]).to(weight)
+        gpt.text_head.weight.data.copy_(weight)
+        gpt.text_head.bias.data.copy_(bias)
+    return xtts
+
+
+def is_extended(xtts) -> bool:
+    return isinstance(xtts.gpt.text_embedding, ExtendedEmbedding)
+
+
+def prepare_for_adapter(xtts, config, adapter_dir: Path) -> None:
+    """Make a freshly loaded base fit an adapter: the adapter's tokenizer (saved beside it: vocab.json
+    and the `text` entry of xtts_adapter.json) and, when its vocabulary is larger, text layers grown to
+    that size (their trained new rows come from the adapter's `modules_to_save`)."""
+    from recipes.xtts.text import load_tokenizer
+
+    if not (adapter_dir / "vocab.json").is_file():
+        return
+    tokenizer = load_tokenizer(adapter_dir)
+    size = xtts.gpt.text_embedding.weight.shape[0]
+    if tokenizer.get_number_tokens() > size:
+        if tokenizer.base_vocab_size != size:
+            raise ValueError(f"{adapter_dir}: its vocabulary extends a {tokenizer.base_vocab_size}-token base; "
+                             f"this base has {size} text tokens. Pass the base it was trained on (--base_model).")
+        extend_text_layers(xtts.gpt, [[0]] * (tokenizer.get_number_tokens() - size))  # rows come from the adapter
+    xtts.tokenizer = tokenizer
+    set_text_token_args(config, tokenizer)
+
+
 @dataclass
 class AdapterSpec:
     r: int = 16
@@ -256,8 +384,11 @@ def add_lora(model: XttsAdapterModel, spec: AdapterSpec, base_model: str):
     targets = GPT_LORA_TARGETS + (f"|{PERCEIVER_LORA_TARGETS}" if spec.perceiver else "")
     # fan_in_fan_out: HF Conv1D stores weights [in, out]. peft flips the flag per module type while
     # wrapping (the perceiver's nn.Linear get False), so each layer gets the right layout either way.
+    # Grown text layers are not LoRA-able: their new rows train whole and are saved with the adapter.
+    modules_to_save = list(TEXT_LAYERS) if is_extended(model.xtts) else None
     config = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
-                        fan_in_fan_out=True, bias="none", base_model_name_or_path=base_model)
+                        fan_in_fan_out=True, bias="none", base_model_name_or_path=base_model,
+                        modules_to_save=modules_to_save)
     peft_model = get_peft_model(model, config)
     # Recorded values: the GPT Conv1D layout (see above) and where generate.py finds the base model.
     peft_model.peft_config["default"].fan_in_fan_out = True
@@ -303,12 +434,20 @@ def save_merged(peft_model, base_dir: Path, out_dir: Path) -> Path:
     """Merge LoRA into the Conv1D weights and write what upstream `Xtts.load_checkpoint` reads."""
     out_dir.mkdir(parents=True, exist_ok=True)
     merged = peft_model.merge_and_unload()
-    state = {k: v.detach().cpu().contiguous() for k, v in merged.xtts.state_dict().items()}
+    xtts = finalize_text_layers(merged.xtts)
+    state = {k: v.detach().cpu().contiguous() for k, v in xtts.state_dict().items()}
     torch.save({"model": state}, out_dir / "model.pth")
+    tokenizer = xtts.tokenizer
     config = load_xtts_config(base_dir)
     config.model_args.tokenizer_file = "vocab.json"
+    set_text_token_args(config, tokenizer)  # a grown vocabulary: gpt_number_text_tokens follows it
+    # Every tag the vocabulary has, so upstream `synthesize(language="ca_balear")` passes its check.
+    config.languages = list(dict.fromkeys(list(config.languages) + list(getattr(tokenizer, "languages", []))))
     config.save_json(str(out_dir / "config.json"))
-    shutil.copy(base_dir / "vocab.json", out_dir / "vocab.json")
-    if (base_dir / "speakers_xtts.pth").is_file():
-        shutil.copy(base_dir / "speakers_xtts.pth", out_dir / "speakers_xtts.pth")
+    shutil.copy(getattr(tokenizer, "vocab_file", None) or base_dir / "vocab.json", out_dir / "vocab.json")
+    # The DVAE, its mel statistics (and a non-default DVAE's arguments) travel along, so `final/` is a
+    # complete base folder: another run can start from it.
+    for name in ("dvae.pth", "mel_stats.pth", "LICENSE.txt") + OPTIONAL_BASE_FILES:
+        if (base_dir / name).is_file():
+            shutil.copy(base_dir / name, out_dir / name)
     return out_dir

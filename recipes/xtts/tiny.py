@@ -21,13 +21,14 @@ SPECIAL_TOKENS = ("[STOP]", "[UNK]", "[SPACE]") + tuple(f"[{tag}]" for tag in XT
 TINY_DVAE_ARGS = dict(codebook_dim=64, hidden_dim=64, num_resnet_blocks=1)
 
 
-def train_tiny_vocab(texts: list[tuple[str, str]], path: Path, vocab_size: int = 400) -> Path:
-    """BPE vocab.json over (text, language) pairs, cleaned exactly as VoiceBpeTokenizer cleans them."""
+def train_tiny_vocab(texts: list[tuple[str, str]], path: Path, vocab_size: int = 400, clean=None) -> Path:
+    """BPE vocab.json over (text, language) pairs, cleaned exactly as training will clean them
+    (`clean(text, language)`; default: upstream VoiceBpeTokenizer's cleaners)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
 
-    cleaner = VoiceBpeTokenizer()
-    cleaned = [cleaner.preprocess_text(text, language.split("-")[0]) for text, language in texts]
+    clean = clean or VoiceBpeTokenizer().preprocess_text
+    cleaned = [clean(text, language.split("-")[0]) for text, language in texts]
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
@@ -38,7 +39,7 @@ def train_tiny_vocab(texts: list[tuple[str, str]], path: Path, vocab_size: int =
 
 
 def build_tiny_base(out_dir: str | Path, texts: list[tuple[str, str]], seed: int = 0, layers: int = 2,
-                    model_dim: int = 64, heads: int = 4) -> Path:
+                    model_dim: int = 64, heads: int = 4, clean=None) -> Path:
     """Write a random tiny XTTS folder whose vocabulary covers `texts` ((text, language) pairs)."""
     from TTS.tts.configs.xtts_config import XttsArgs, XttsAudioConfig, XttsConfig
     from TTS.tts.layers.xtts.dvae import DiscreteVAE
@@ -50,7 +51,7 @@ def build_tiny_base(out_dir: str | Path, texts: list[tuple[str, str]], seed: int
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    vocab = train_tiny_vocab(texts, out / "vocab.json")
+    vocab = train_tiny_vocab(texts, out / "vocab.json", clean=clean)
     args = XttsArgs(gpt_layers=layers, gpt_n_model_channels=model_dim, gpt_n_heads=heads,
                     gpt_max_audio_tokens=300, gpt_max_text_tokens=210, gpt_max_prompt_tokens=70,
                     gpt_num_audio_tokens=258, gpt_start_audio_token=256, gpt_stop_audio_token=257,

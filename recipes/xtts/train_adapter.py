@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,13 @@ class XttsAdapterArguments:
         "help": "'demo', a data_prep save_to_disk folder, a Hub dataset id, or an LJSpeech folder "
                 "(metadata.csv with id|text or id|text|normalized, wavs/<id>.wav)."})
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config name."})
-    language: str = field(default="pt", metadata={"help": "XTTS language tag for every row (pt, it, es, ...)."})
+    language: str = field(default="pt", metadata={
+        "help": "Language of rows without a `language` column (LJSpeech folders), and generate.py's default. "
+                "Every other row is tagged from its own `language` column (pt-br -> pt), so original-language "
+                "rows can be mixed in."})
+    normalize_text: bool = field(default=True, metadata={
+        "help": "Spell out numbers, money, dates and abbreviations with data_prep.text_normalize for languages it "
+                "has rules for (pt-br, ca), in training and (recorded in final/) at inference."})
     languages: list[str] | None = field(default=None, metadata={"help": "Keep rows whose `language` is listed."})
     dialects: list[str] | None = field(default=None, metadata={"help": "Keep rows whose `dialect` is listed."})
     speakers: list[str] | None = field(default=None, metadata={"help": "Keep rows whose `speaker` is listed."})
@@ -51,6 +58,21 @@ class XttsAdapterArguments:
     max_text_tokens: int = 200
     min_conditioning_seconds: float = 3.0
     max_conditioning_seconds: float = 6.0
+    new_language: str | None = field(default=None, metadata={
+        "help": "Teach XTTS a language its tokenizer lacks (e.g. ca): learn BPE tokens from its cleaned training "
+                "text, append them and its tag [ca] to vocab.json, grow the text embedding/head (new rows train "
+                "and are saved with the adapter). Rows of other languages keep their own tags (mix them in)."})
+    dialect_tags: list[str] | None = field(default=None, metadata={
+        "help": "Dialects of new_language with their own tag ([ca_balear] for 'balear'), taken from the `dialect` "
+                "column; at inference --language ca --dialect balear selects it."})
+    new_tokens: int = field(default=2000, metadata={
+        "help": "Size of the BPE learned on the new language's text; its tokens the base lacks are appended "
+                "(~2000 worked better than 5000 for a new language in community runs)."})
+    new_token_min_frequency: int = field(default=2, metadata={"help": "A new merge must occur this often."})
+    new_language_char_limit: int = field(default=200, metadata={
+        "help": "Characters per inference chunk for the new language (upstream: 203 for pt, 213 for it)."})
+    init_tags_from: list[str] = field(default_factory=lambda: ["es", "it", "fr", "pt"], metadata={
+        "help": "Base language tags whose mean initialises the new language/dialect tags."})
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -63,10 +85,18 @@ class XttsAdapterArguments:
     preprocessing_device: str | None = field(default=None, metadata={"help": "Device for DVAE coding."})
 
     def __post_init__(self):
-        if self.language.split("-")[0] not in SUPPORTED_LANGUAGES:
+        new = self.new_language.lower().split("-")[0] if self.new_language else None
+        if new and ("_" in new or new in SUPPORTED_LANGUAGES):
+            raise ValueError(f"new_language '{self.new_language}': give a plain code XTTS does not know yet "
+                             "(dialects go in dialect_tags)")
+        if self.language.split("-")[0] not in SUPPORTED_LANGUAGES + ((new,) if new else ()):
             raise ValueError(f"language '{self.language}' has no XTTS tokenizer support (one of "
-                             f"{SUPPORTED_LANGUAGES}); for a new language extend vocab.json and the tokenizer first, "
-                             "or tag a close variant with its parent language (e.g. pt for pt-br).")
+                             f"{SUPPORTED_LANGUAGES}); teach it with `new_language: {self.language}` (vocab "
+                             "extension), or tag a close variant with its parent language (e.g. pt for pt-br).")
+        if self.dialect_tags and not new:
+            raise ValueError("dialect_tags need new_language (the tags are added to its vocabulary)")
+        if any("-" in d or "_" in d for d in self.dialect_tags or []):
+            raise ValueError(f"dialect_tags {self.dialect_tags}: plain names (balear), no '-' or '_'")
         if not 0 < self.min_conditioning_seconds <= self.max_conditioning_seconds:
             raise ValueError("need 0 < min_conditioning_seconds <= max_conditioning_seconds")
         if not 0 <= self.min_audio_seconds < self.max_audio_seconds:
@@ -131,7 +161,8 @@ class XttsAdapterTrainer(Trainer):
         return metrics
 
 
-def write_card(final: Path, args: XttsAdapterArguments, reports, metrics: dict, trainable: int, total: int):
+def write_card(final: Path, args: XttsAdapterArguments, reports, metrics: dict, trainable: int, total: int,
+               extension=None):
     from recipes.common import write_model_card
 
     kept = ", ".join(r.summary() for r in reports)
@@ -143,7 +174,7 @@ def write_card(final: Path, args: XttsAdapterArguments, reports, metrics: dict, 
         "model = Xtts(config)\n"
         "model.load_checkpoint(config, checkpoint_dir=\".\", eval=True)\n"
         f"out = model.synthesize(\"...\", speaker_wav=\"reference.wav\", language=\"{args.language}\")\n"
-        "```\n\nor `python recipes/xtts/generate.py --model_path . --text ... --reference reference.wav`."
+        "```\n\nor `python recipes/xtts/generate.py --model . --text ... --voice reference.wav`."
     )
     path = write_model_card(
         str(final), title=f"XTTS-v2 LoRA adapter ({args.language})",
@@ -162,6 +193,10 @@ def write_card(final: Path, args: XttsAdapterArguments, reports, metrics: dict, 
                         f"Loss: {args.text_ce_weight} x text CE + {args.mel_ce_weight} x audio-code CE, the "
                         f"conditioning prompt masked per item. Data after filtering: {kept}.",
             "Usage": usage,
+            **({"New language": f"`{args.new_language}` taught by vocabulary extension: {extension.summary()}. "
+                "The new rows of the text embedding and head are in `adapter/` (peft `modules_to_save`); load "
+                "with `recipes.xtts.text.use_text_frontend(model, folder)` after `load_checkpoint` to speak it."}
+               if extension else {}),
         },
         tags=["xtts", "coqui", "lora", "peft"], metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
     )
@@ -189,11 +224,88 @@ def pick_sample_reference(split, pool=None) -> tuple[str, int]:
     return "split", 0
 
 
-def build_tiny_base_for(data, out_dir: Path, language: str) -> Path:
+def row_languages(data, language: str) -> list[str]:
+    """The distinct `language` values of all splits (`language` for a dataset without that column)."""
+    found = set()
+    for split in data.values():
+        found.update(v or language for v in (split["language"] if "language" in split.column_names else [language]))
+    return sorted(found)
+
+
+def text_normalizers(languages: list[str], enabled: bool = True) -> dict[str, str]:
+    """XTTS tag -> normaliser language for the data's languages with normaliser rules ({"pt": "pt-br"})."""
+    from recipes.xtts.text import base_language, normalizer_for
+
+    normalizers: dict[str, str] = {}
+    for language in languages if enabled else []:
+        rules = normalizer_for(language)
+        tag = base_language(language)
+        if rules is None:
+            continue
+        if normalizers.get(tag, rules) != rules:
+            raise ValueError(f"rows in {normalizers[tag]} and {rules} would share the XTTS tag [{tag}] with different "
+                             "text normalisers; train one variant per model (filter with `languages:`)")
+        normalizers[tag] = rules
+    return normalizers
+
+
+def build_tiny_base_for(data, out_dir: Path, language: str, tokenizer, exclude: str | None = None) -> Path:
+    """A tiny random base whose vocabulary covers the data's text, except language `exclude` (a language
+    the base must not know, to be taught by vocabulary extension)."""
+    from recipes.xtts.text import base_language, xtts_tag
     from recipes.xtts.tiny import build_tiny_base
 
-    texts = [(t, language) for split in data.values() for t in split["text"]]
-    return build_tiny_base(out_dir, texts)
+    texts = []
+    for split in data.values():
+        languages = split["language"] if "language" in split.column_names else [language] * len(split)
+        texts += [(t, xtts_tag(lang or language)) for t, lang in zip(split["text"], languages)
+                  if base_language(lang or language) != exclude]
+    if not texts:
+        raise ValueError("the tiny base needs some text in a language XTTS knows (mix original-language rows in)")
+    return build_tiny_base(out_dir, texts, clean=tokenizer.preprocess_text)
+
+
+def extend_for_new_language(args, xtts, config, base_dir: Path, train_split, output_dir: Path):
+    """Vocabulary extension + grown text layers for `args.new_language` (see recipes/xtts/vocab.py).
+    Returns the VocabExtension report, or None when the base already has the language's tag."""
+    from recipes.xtts import modeling
+    from recipes.xtts import vocab as xvocab
+    from recipes.xtts.text import XttsTextTokenizer, base_language
+
+    new = base_language(args.new_language)
+    tags = [f"[{new}]"] + [f"[{new}_{d.lower()}]" for d in args.dialect_tags or []]
+    base_tokenizer = xtts.tokenizer
+    if base_tokenizer.tokenizer.token_to_id(f"[{new}]") is not None:
+        missing = [t for t in tags if base_tokenizer.tokenizer.token_to_id(t) is None]
+        if missing:
+            raise ValueError(f"{base_dir} already speaks '{new}' but lacks the tags {missing}; start from the base "
+                             "it was extended from")
+        logger.info("%s already has [%s] (an extended model): no vocabulary extension", base_dir, new)
+        return None
+    languages = train_split["language"] if "language" in train_split.column_names else [args.language] * len(train_split)
+    new_texts = [t for t, lang in zip(train_split["text"], languages) if base_language(lang or args.language) == new]
+    if not new_texts:
+        raise ValueError(f"new_language '{new}': no training rows with that language")
+    old_samples = [(t, base_language(lang or args.language)) for t, lang in zip(train_split["text"], languages)
+                   if base_language(lang or args.language) != new][:500]
+    limits = {new: args.new_language_char_limit}
+    front = XttsTextTokenizer(normalizers=base_tokenizer.normalizers, new_languages=limits)
+    cleaned = [front.preprocess_text(t, new) for t in new_texts]
+    out_vocab = output_dir / "extended-vocab" / "vocab.json"
+    extension = xvocab.extend_vocab(base_dir / "vocab.json", out_vocab, cleaned, tags, args.new_tokens,
+                                    args.new_token_min_frequency)
+    xvocab.check_extension(extension, base_dir / "vocab.json", out_vocab, cleaned, old_samples,
+                           base_tokenizer.normalizers, limits)
+    sources = xvocab.init_sources(extension, out_vocab, args.init_tags_from)
+    modeling.extend_text_layers(xtts.gpt, sources)
+    xtts.tokenizer = XttsTextTokenizer(str(out_vocab), normalizers=base_tokenizer.normalizers, new_languages=limits,
+                                       base_vocab_size=extension.base_vocab_size,
+                                       base_merges=extension.base_merges)
+    modeling.set_text_token_args(config, xtts.tokenizer)
+    extension.save(output_dir / "vocab_extension.json")
+    logger.info("vocabulary extension: %s", extension.summary())
+    print(extension.summary())
+    return extension
 
 
 def main(args: XttsAdapterArguments, training_args: TrainingArguments):
@@ -213,11 +325,15 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
                              languages=args.languages, dialects=args.dialects, speakers=args.speakers,
                              validation_fraction=args.validation_fraction, seed=training_args.seed,
                              ljspeech_speaker=args.ljspeech_speaker)
+    from recipes.xtts.text import XttsTextTokenizer
+
+    normalizers = text_normalizers(row_languages(data, args.language), args.normalize_text)
     with training_args.main_process_first(desc="base model"):
         if args.base_model == TINY_RANDOM:
             base_dir = output_dir / "tiny-base"
             if not (base_dir / "model.pth").is_file():
-                build_tiny_base_for(data, base_dir, args.language)
+                build_tiny_base_for(data, base_dir, args.language, XttsTextTokenizer(normalizers=normalizers),
+                                    exclude=args.new_language and args.new_language.lower().split("-")[0])
         else:
             base_dir = modeling.resolve_base_model(args.base_model)
     missing = [name for name in ("dvae.pth", "mel_stats.pth") if not (base_dir / name).is_file()]
@@ -225,6 +341,15 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
         raise FileNotFoundError(f"{base_dir}: training needs {missing} beside model.pth (the frozen DVAE that turns "
                                 "audio into codes); copy them from the coqui/XTTS-v2 Hub repo")
     config, xtts = modeling.load_xtts(base_dir)
+    # Training text goes through the same normaliser that generate.py will use (recorded in final/).
+    xtts.tokenizer.normalizers.update(normalizers)
+    logger.info("text normalisers (XTTS tag -> rules): %s", xtts.tokenizer.normalizers or "none (upstream cleaners)")
+    extension = None
+    if args.new_language:
+        with training_args.main_process_first(desc="vocabulary extension"):
+            extension = extend_for_new_language(args, xtts, config, base_dir, data["train"], output_dir)
+    dialect_tags = {f"{args.new_language.lower()}_{d.lower()}" for d in args.dialect_tags or []} \
+        if args.new_language else set()
     gpt = xtts.gpt
     limits = xdata.Limits(max_audio_samples=int(args.max_audio_seconds * modeling.GPT_SAMPLE_RATE),
                           min_audio_samples=int(args.min_audio_seconds * modeling.GPT_SAMPLE_RATE),
@@ -245,7 +370,8 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
     splits, reports = {}, []
     with training_args.main_process_first(desc="tokenise + DVAE codes"):
         for name, split in data.items():
-            split, report = xdata.tokenize_and_filter(split, xtts.tokenizer, args.language, limits, name)
+            split, report = xdata.tokenize_and_filter(split, xtts.tokenizer, args.language, limits, name,
+                                                      dialect_tags)
             splits[name] = xdata.add_audio_codes(split, coder, limits, report, device=device, cache_key=dvae_identity)
             reports.append(report)
             logger.info(report.summary())
@@ -285,7 +411,7 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
         reference_split = text_split if which == "split" else splits["train"]
         reference = torch.from_numpy(decode_audio(reference_split[reference_row]["audio"],
                                                   modeling.GPT_SAMPLE_RATE)[0])[None]
-        sample = EvalSample(args.sample_text or text_split[0]["text"], args.language, reference,
+        sample = EvalSample(args.sample_text or text_split[0]["text"], text_split[0]["xtts_language"], reference,
                             args.sample_max_new_tokens)
     report_to = training_args.report_to or []
     # Beside the Trainer's own runs/<date>_<host> folder, so one `tensorboard --logdir <output_dir>/runs` shows both.
@@ -310,10 +436,15 @@ def main(args: XttsAdapterArguments, training_args: TrainingArguments):
     if trainer.is_world_process_zero():
         final = output_dir / "final"
         peft_model.save_pretrained(str(final / "adapter"))
+        # What generate.py needs beyond upstream's files: the default language tag and the text front end
+        # (normalisers, new languages); the adapter folder gets them and the vocabulary too.
+        info = json.dumps({"language": args.language, "base_model": base_name, "text": xtts.tokenizer.info()},
+                          indent=2)
+        (final / "adapter" / modeling.RECIPE_INFO).write_text(info)
+        shutil.copy(xtts.tokenizer.vocab_file, final / "adapter" / "vocab.json")
         modeling.save_merged(peft_model, base_dir, final)
-        # What generate.py needs beyond upstream's files: the language tag it was trained with.
-        (final / modeling.RECIPE_INFO).write_text(json.dumps({"language": args.language, "base_model": base_name}))
-        write_card(final, args, reports, metrics, trainable, total)
+        (final / modeling.RECIPE_INFO).write_text(info)
+        write_card(final, args, reports, metrics, trainable, total, extension)
         print(f"adapter: {final / 'adapter'}\nmerged XTTS (model.pth, config.json, vocab.json): {final}")
         if push_repo:
             print(push_folder_to_hub(str(final), push_repo, private=training_args.hub_private_repo or False,
