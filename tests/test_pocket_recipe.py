@@ -400,3 +400,27 @@ def test_24_layer_teacher_bf16_step_on_gpu(tokenizer, demo_splits):
     model = _real_config_step("english_2026-04_24l", "cuda", tokenizer, demo_splits, torch.bfloat16)
     assert sum(p.numel() for p in model.flow_lm.parameters()) > 300e6
     print(f"peak GPU memory for 2 clips: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+def test_collator_vad_trims_a_noisy_target_to_the_eos_point(tmp_path, demo_splits, tokenizer):
+    """Pocket targets: a noisy (20 dB SNR) clip with 1.5 s of tail keeps ~0.2 s after its last speech, so EOS is
+    learned where speech stops (the energy trim kept the whole noisy tail)."""
+    from datasets import Dataset
+
+    from data_prep.audio import write_audio
+    from data_prep.schema import schema_features
+    from recipes.pocket.data import PocketCollator
+    from tests.test_trim import SR, noisy_clip
+
+    clip, start, end = noisy_clip(20)
+    write_audio(tmp_path / "noisy.wav", clip, SR)
+    rows = Dataset.from_dict({"id": ["a", "b"], "audio": [str(tmp_path / "noisy.wav")] * 2, "text": ["Bonjour."] * 2,
+                              "speaker": ["s"] * 2, "dialect": ["fr"] * 2, "duration": [len(clip) / SR] * 2,
+                              "language": ["fr"] * 2}, features=schema_features())
+    rows = rows.add_column("prompt_candidates", [[1], [0]])
+    kept = {}
+    for mode in ("vad", "energy"):
+        batch = PocketCollator(rows, tokenizer, trim=mode)([rows[0]])
+        kept[mode] = int(batch["audio_lengths"][0]) / SR
+    assert 0.15 + (end - start) < kept["vad"] < 0.45 + (end - start), kept  # lead <= 0.1 s + tail ~0.2 s
+    assert kept["energy"] > kept["vad"] + 1.0, kept

@@ -45,7 +45,10 @@ class PocketArguments:
     character_coverage: float = 1.0
     use_language_tag: bool = field(default=False, metadata={"help": "prefix texts with <lang> (shared model)"})
     max_duration_sec: float = 30.0
-    max_prompt_seconds: float = 5.0
+    max_prompt_seconds: float = field(default=5.0, metadata={"help": "voice prompt window (s); <= 0: the whole clip"})
+    trim: str = field(default="vad", metadata={
+        "help": "vad: silero-vad cuts both ends of targets/prompts, keeping 0.2 s after the last speech (the EOS "
+                "point; survives noise) | energy: trailing cut relative to the peak (clean audio only) | none"})
     flow_batch_multiplier: int = field(default=4, metadata={"help": "noise/time draws per backbone pass"})
     eos_weight: float = 0.1
     text_dropout: float = 0.2
@@ -73,6 +76,10 @@ class PocketArguments:
         for name in ("text_dropout", "voice_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1)")
+        from recipes.pocket.data import TRIM_MODES
+
+        if self.trim not in TRIM_MODES:
+            raise ValueError(f"trim must be one of {TRIM_MODES}, got {self.trim!r}")
         if self.tokenizer_path and not os.path.isfile(self.tokenizer_path):
             raise FileNotFoundError(f"tokenizer_path {self.tokenizer_path} does not exist")
 
@@ -286,7 +293,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     collator = PocketCollator(prompt_pool, tokenizer_path, frame_size=model.frame_size,
                               max_prompt_seconds=script_args.max_prompt_seconds,
                               use_language_tag=script_args.use_language_tag, seed=training_args.seed,
-                              text_options=text_settings)
+                              text_options=text_settings, trim=script_args.trim)
     trainer = make_trainer_class()(
         model=model, args=training_args, train_dataset=train_set,
         eval_dataset=eval_set if training_args.eval_strategy != "no" else None,
