@@ -52,6 +52,9 @@ def test_every_config_parses(config, monkeypatch):
         assert script_args.base_model == "english_2026-04_24l" and script_args.pretrained_weights == "base"
         assert training_args.learning_rate == 2e-4
         assert training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps >= 8
+        # the official new-language budget: 250k steps at constant lr; the validated w(s,t) init
+        assert training_args.max_steps == 250_000 and training_args.lr_scheduler_type == "constant_with_warmup"
+        assert script_args.time_weighting_init == "official" and "250k steps" in text[:2000]
 
 
 def test_help_works():

@@ -56,6 +56,9 @@ class PocketArguments:
     lsd_p_equal: float = 0.75
     lsd_distill_prob: float = 0.25
     time_mean: float = 0.4
+    time_weighting_init: str = field(default="official", metadata={
+        "help": "official: every layer of w(s,t) zero-initialised, so w is one learned constant (Kyutai's validated "
+                "setup) | output_only: only the output layer zeroed, w depends on (s,t) (unvalidated)"})
     time_std: float = 1.0
     stats_ema_decay: float = 0.999
     stats_ema_steps: int = field(default=1000, metadata={"help": "steps the latent stats follow an EMA; 0 keeps loaded"})
@@ -77,6 +80,10 @@ class PocketArguments:
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1)")
         from recipes.pocket.data import TRIM_MODES
+        from recipes.pocket.losses import TIME_WEIGHTING_INITS
+
+        if self.time_weighting_init not in TIME_WEIGHTING_INITS:
+            raise ValueError(f"time_weighting_init must be one of {TIME_WEIGHTING_INITS}, got {self.time_weighting_init!r}")
 
         if self.trim not in TRIM_MODES:
             raise ValueError(f"trim must be one of {TRIM_MODES}, got {self.trim!r}")
@@ -150,9 +157,24 @@ def make_trainer_class():
     return PocketTrainer
 
 
+class _RankSeed:
+    """Seed each DDP rank with seed + rank when training starts: the Trainer seeds every rank alike, which
+    would give all ranks the same noise/time draws and prefix dropout (correlated, wasted batch). The LSD
+    branch generator keeps one seed on purpose (all ranks take the distillation branch together), the
+    sampler keeps its shared seed, and on resume the Trainer restores each rank's saved RNG state afterwards."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from transformers import set_seed
+
+        set_seed(args.seed + args.process_index)
+
+
 def make_callbacks(ema, sample_fn):
     import safetensors.torch
     from transformers import TrainerCallback
+
+    class RankSeedCallback(_RankSeed, TrainerCallback):
+        pass
 
     class EMACallback(TrainerCallback):
         """Weight EMA after every optimiser step; saved beside each checkpoint so resume restores it."""
@@ -171,7 +193,7 @@ def make_callbacks(ema, sample_fn):
             if state.is_world_process_zero:
                 sample_fn(model, state.global_step)
 
-    return [EMACallback(), SampleCallback()]
+    return [RankSeedCallback(), EMACallback(), SampleCallback()]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -254,7 +276,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
         p_equal=script_args.lsd_p_equal, distill_prob=script_args.lsd_distill_prob,
         time_mean=script_args.time_mean, time_std=script_args.time_std,
         stats_ema_decay=script_args.stats_ema_decay, stats_ema_steps=script_args.stats_ema_steps,
-        seed=training_args.seed)
+        seed=training_args.seed, time_weighting_init=script_args.time_weighting_init)
     log_trainable_parameters(model, logger.info)
     ema = modeling.WeightEMA(model.flow_lm, script_args.ema_decay)
 

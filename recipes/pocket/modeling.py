@@ -125,12 +125,13 @@ class PocketTTSForTraining(nn.Module):
     def __init__(self, tts_model, *, flow_batch_multiplier: int = 4, eos_weight: float = 0.1,
                  text_dropout: float = 0.2, voice_dropout: float = 0.2, p_equal: float = 0.75,
                  distill_prob: float = 0.25, time_mean: float = 0.4, time_std: float = 1.0,
-                 stats_ema_decay: float = 0.999, stats_ema_steps: int = 1000, seed: int = 0):
+                 stats_ema_decay: float = 0.999, stats_ema_steps: int = 1000, seed: int = 0,
+                 time_weighting_init: str = "official"):
         super().__init__()
         self.flow_lm = tts_model.flow_lm
         self.mimi = tts_model.mimi
         self.mimi.requires_grad_(False)
-        self.time_weighting = TimeWeighting()
+        self.time_weighting = TimeWeighting(init=time_weighting_init)
         self.pocket_config = tts_model.config  # not `config`: Trainer writes attributes on model.config
         self.flow_batch_multiplier = flow_batch_multiplier
         self.eos_weight = eos_weight
