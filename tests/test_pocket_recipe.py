@@ -283,6 +283,36 @@ def test_export_loads_and_speaks_in_pocket_tts(tmp_path, tokenizer, demo_splits)
     with pytest.raises(ValueError, match="reference_audio"):
         synth.synthesize(["Hallo."], languages=["de"])
 
+    # Minimal config: only non-default keys, so older pocket_tts versions' strict schema accepts it; a full
+    # 4.x dump carries keys (default_eos_threshold, flow.type, ...) that they reject.
+    import yaml
+
+    written = yaml.safe_load((export / "config.yaml").read_text())
+    full = model.pocket_config.model_dump(mode="json")
+    newer = {"default_eos_threshold", "default_temperature", "weights_path_without_voice_cloning",
+             "model_recommended_frames_after_eos"}
+    assert newer <= set(full) and not newer & set(written)
+    assert "type" in full["flow_lm"]["flow"] and "type" not in written["flow_lm"]["flow"]
+    assert "rank" not in written["flow_lm"]["lookup_table"] and "decoder_seanet" not in written["mimi"]
+    assert written["flow_lm"]["insert_bos_before_voice"] is True  # non-default values stay
+
+    # An intermediate checkpoint, loaded by pocket_tts' own --checkpoint path (prefixed keys, EMA overlaid).
+    from recipes.pocket.modeling import write_training_checkpoint
+
+    pt = write_training_checkpoint(model, ema, str(tmp_path / "checkpoint-7"), tokenizer)
+    payload = torch.load(pt, weights_only=True)
+    assert all(k.startswith(("flow_lm.", "mimi.")) for k in payload["model"])
+    assert all(k.startswith("flow_lm.") for k in payload["ema"])
+    from_checkpoint = TTSModel.load_model(config=str(pt.parent / "config.yaml"), checkpoint=str(pt))
+    torch.set_num_threads(threads)
+    for name, value in ema.shadow.items():
+        assert torch.equal(from_checkpoint.flow_lm.state_dict()[name], value), name
+    for name, value in model.mimi.state_dict().items():
+        assert torch.equal(from_checkpoint.mimi.state_dict()[name], value), name
+    torch.manual_seed(0)
+    state = from_checkpoint.get_state_for_audio_prompt(torch.from_numpy(wave)[None])
+    assert from_checkpoint.generate_audio(state, "<fr> Bonjour.").numel() >= 1920
+
 
 def _run_demo(tmp_path, max_steps, extra=()):
     from trl import TrlParser
@@ -315,6 +345,7 @@ def test_demo_trains_resumes_exports_and_logs_samples(tmp_path, monkeypatch):
     monkeypatch.setattr(recipes.common, "push_folder_to_hub", fake_push)
     first = _run_demo(tmp_path, 2, ["--eval_strategy", "no"])
     assert first.state.global_step == 2 and (tmp_path / "run/checkpoint-2/ema.safetensors").exists()
+    assert {"pocket_tts.pt", "config.yaml", "tokenizer.model"} <= {p.name for p in (tmp_path / "run/checkpoint-2").iterdir()}
     assert not pushed
     second = _run_demo(tmp_path, 3, ["--push_to_hub", "true", "--hub_model_id", "me/pocket-demo"])
     assert pushed["repo_id"] == "me/pocket-demo" and "hf://me/pocket-demo/model.safetensors" in pushed["config"]

@@ -169,7 +169,7 @@ class _RankSeed:
         set_seed(args.seed + args.process_index)
 
 
-def make_callbacks(ema, sample_fn):
+def make_callbacks(ema, sample_fn, tokenizer_path: str | None = None):
     import safetensors.torch
     from transformers import TrainerCallback
 
@@ -177,7 +177,8 @@ def make_callbacks(ema, sample_fn):
         pass
 
     class EMACallback(TrainerCallback):
-        """Weight EMA after every optimiser step; saved beside each checkpoint so resume restores it."""
+        """Weight EMA after every optimiser step; saved beside each checkpoint so resume restores it, with a
+        pocket_tts.pt + config.yaml that pocket-tts' --checkpoint loads (modeling.write_training_checkpoint)."""
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             ema.update(model.flow_lm)
@@ -187,6 +188,10 @@ def make_callbacks(ema, sample_fn):
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 folder.mkdir(parents=True, exist_ok=True)
                 safetensors.torch.save_file(ema.state_dict(), str(folder / "ema.safetensors"))
+                if tokenizer_path is not None:
+                    from recipes.pocket.modeling import write_training_checkpoint
+
+                    write_training_checkpoint(kwargs["model"], ema, str(folder), tokenizer_path)
 
     class SampleCallback(TrainerCallback):
         def on_evaluate(self, args, state, control, model=None, **kwargs):
@@ -319,7 +324,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     trainer = make_trainer_class()(
         model=model, args=training_args, train_dataset=train_set,
         eval_dataset=eval_set if training_args.eval_strategy != "no" else None,
-        data_collator=collator, callbacks=make_callbacks(ema, synthesize_samples))
+        data_collator=collator, callbacks=make_callbacks(ema, synthesize_samples, tokenizer_path))
     checkpoint = resume_checkpoint(training_args)
     if checkpoint and os.path.isfile(Path(checkpoint) / "ema.safetensors"):
         ema.load_state_dict(safetensors.torch.load_file(str(Path(checkpoint) / "ema.safetensors")))
