@@ -90,14 +90,18 @@ xtts-ca-demo: install ## XTTS for a language it doesn't speak (Catalan + dialect
 			--out $(OUT)/xtts-ca-demo/sample_$${voice%_*}.wav --max_new_tokens 60 || exit 1; \
 	done
 
-pocket-demo: install ## Pocket TTS: tiny shared fr/es/de/it/pt-br model, exported and spoken by pocket_tts
+pocket-demo: install ## Pocket TTS: tiny shared fr/es/de/it/pt-br teacher -> CFG/depth distillation -> student spoken by pocket_tts
 	$(OFFLINE) $(PY) recipes/pocket/finetune_multilingual.py --config recipes/pocket/configs/demo.yaml --output_dir $(OUT)/pocket-demo
-	$(OFFLINE) $(PY) recipes/pocket/generate.py --model $(OUT)/pocket-demo/pocket_tts --language fr --text "Bonjour tout le monde." \
-		--voice tests/fixtures/demo_corpus/clips/fr_f2_000.flac --output $(OUT)/pocket-demo/bonjour.wav
+	$(OFFLINE) $(PY) recipes/pocket/distill.py --config recipes/pocket/configs/distill_demo.yaml \
+		--teacher $(OUT)/pocket-demo/pocket_tts --output_dir $(OUT)/pocket-demo-distill
+	$(OFFLINE) $(PY) recipes/pocket/generate.py --model $(OUT)/pocket-demo-distill/pocket_tts --language fr --text "Bonjour tout le monde." \
+		--voice tests/fixtures/demo_corpus/clips/fr_f2_000.flac --out $(OUT)/pocket-demo-distill/bonjour.wav
+	$(OFFLINE) $(PY) recipes/pocket/eos_sweep.py --model $(OUT)/pocket-demo-distill/pocket_tts --dataset demo --max_texts 5
 
 bench: install ## benchmarks: each prints figures next to a baseline measured in the same run
 	$(OFFLINE) $(PY) benchmarks/orpheus_throughput.py
 	$(OFFLINE) $(PY) benchmarks/f5_throughput.py
+	$(OFFLINE) $(PY) benchmarks/pocket_distill_rtf.py
 
 # ---- real runs (GPU, real base weights; DATA=<prepared dataset> overrides the config's dataset) ---------
 repro-orpheus: install ## Orpheus-3B Catalan dialect pretraining (8 GPUs, FSDP2)
@@ -117,9 +121,11 @@ repro-xtts: install ## XTTS-v2 pt LoRA adapter (1 GPU)
 	$(ACCELERATE) launch --config_file accelerate_configs/single_gpu.yaml recipes/xtts/train_adapter.py \
 		--config recipes/xtts/configs/pt_adapter.yaml $(if $(DATA),--dataset $(DATA))
 
-repro-pocket: install ## Pocket TTS shared multilingual model (8 GPUs, DDP)
+repro-pocket: install ## Pocket TTS shared multilingual model (8 GPUs, DDP): 24-layer teacher, then 6-layer CFG/depth distillation
 	$(ACCELERATE) launch --config_file accelerate_configs/ddp.yaml recipes/pocket/finetune_multilingual.py \
 		--config recipes/pocket/configs/multilingual.yaml $(if $(DATA),--dataset $(DATA))
+	$(ACCELERATE) launch --config_file accelerate_configs/ddp.yaml recipes/pocket/distill.py \
+		--config recipes/pocket/configs/distill_multilingual.yaml $(if $(DATA),--dataset $(DATA))
 
 quality: install ## lint (pyflakes-level checks: undefined names, unused imports, syntax)
 	$(PY) -m ruff check --select F,E9 data_prep recipes tests benchmarks

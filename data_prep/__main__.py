@@ -58,6 +58,11 @@ def add_processing_args(parser: argparse.ArgumentParser) -> None:
                    help="hold out whole speakers (per dialect) instead of clips of every speaker")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num_proc", type=int, default=None, help="processes for decoding/resampling")
+    g.add_argument("--trim_silence", action="store_true",
+                   help="trim leading/trailing non-speech with silero-vad (noise-robust), keeping --trim_keep_after_s "
+                        "after the last speech (the EOS point) and --trim_keep_before_s before the first")
+    g.add_argument("--trim_keep_before_s", type=float, default=0.1)
+    g.add_argument("--trim_keep_after_s", type=float, default=0.2)
     g.add_argument("--cache_dir", default=None,
                    help="scratch folder for processed audio (default: OUTPUT_DIR/cache, removed at the end)")
 
@@ -72,6 +77,8 @@ def processing_config(args):
         max_chars_per_second=args.max_chars_per_second, min_per_speaker=args.min_per_speaker,
         max_per_speaker=args.max_per_speaker or None, validation_fraction=args.validation_fraction,
         speaker_disjoint_validation=args.speaker_disjoint_validation, seed=args.seed, num_proc=args.num_proc,
+        trim_silence=args.trim_silence, trim_keep_before_s=args.trim_keep_before_s,
+        trim_keep_after_s=args.trim_keep_after_s,
         cache_dir=args.cache_dir or (os.path.join(args.output_dir, "cache") if getattr(args, "output_dir", None) else None),
     )
 

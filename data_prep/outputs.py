@@ -20,8 +20,17 @@ def write_outputs(prepared, output_dir, *, purpose: str = "auto", license: str =
     out = Path(output_dir)
     dataset_dir = out / "dataset"
     prepared.dataset.save_to_disk(str(dataset_dir))
-    report = write_report(prepared.dataset, out / "report", prepared.skips, purpose=purpose,
-                          extra={"sources": prepared.sources, "processing": prepared.config.to_dict()})
+    extra = {"sources": prepared.sources, "processing": prepared.config.to_dict()}
+    trimming = getattr(prepared, "trimming", None)
+    if trimming is not None:
+        extra["trimming"] = trimming
+    report = write_report(prepared.dataset, out / "report", prepared.skips, purpose=purpose, extra=extra)
+    if trimming is not None:
+        report["summary"] += (f"\nSilence trimming (VAD): {trimming['clips_trimmed']} of {trimming['clips']} clips trimmed, "
+                              f"{trimming['seconds_trimmed']:.1f} s removed ({trimming['seconds_trimmed_start']:.1f} s at "
+                              f"starts, {trimming['seconds_trimmed_end']:.1f} s at ends); "
+                              f"{trimming['clips_without_speech']} clips with no speech detected (kept as is)")
+        (out / "report" / "report.txt").write_text(report["summary"] + "\n", encoding="utf-8")
     card = make_dataset_card(prepared.dataset, sources=prepared.sources, processing=prepared.config.to_dict(),
                              skips=prepared.skips, license=license, pretty_name=pretty_name, repo_id=repo_id)
     card.save(str(out / "README.md"))

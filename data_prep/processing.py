@@ -49,6 +49,11 @@ class ProcessingConfig:
     # where decoded clips are written while processing; None keeps them in memory (fine for small corpora,
     # set a folder for anything large: re-encoded audio of hundreds of hours does not fit in RAM)
     cache_dir: str | None = None
+    # trim leading/trailing non-speech with a VAD (data_prep/trim.py), keeping trim_keep_after_s after the
+    # last speech (the EOS point) and trim_keep_before_s before the first
+    trim_silence: bool = False
+    trim_keep_before_s: float = 0.1
+    trim_keep_after_s: float = 0.2
 
     def __post_init__(self):
         if self.normalize not in NORMALIZATIONS:
@@ -73,6 +78,7 @@ class PreparedData:
     skips: SkipReport
     config: ProcessingConfig
     sources: list[dict] = field(default_factory=list)
+    trimming: dict | None = None  # data_prep.trim.trimming_summary of the kept rows when trim_silence is on
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,8 +243,19 @@ def encode_flac(samples: np.ndarray, sampling_rate: int) -> bytes:
     return buffer.getvalue()
 
 
+def _trim(samples: np.ndarray, cfg: ProcessingConfig, out: dict) -> np.ndarray:
+    """VAD trim of both ends (data_prep.trim); what was cut goes into `out` for the report."""
+    from data_prep.trim import trim_silence
+
+    samples, result = trim_silence(samples, cfg.sampling_rate, keep_before_s=cfg.trim_keep_before_s,
+                                   keep_after_s=cfg.trim_keep_after_s)
+    out.update(trim_start_s=result.start_cut_s, trim_end_s=result.end_cut_s, trim_speech=result.speech)
+    return samples
+
+
 def _process_example(example: dict, cfg: ProcessingConfig) -> dict:
-    out = {"processed_audio": None, "duration": 0.0, "skip_reason": "", "skip_detail": ""}
+    out = {"processed_audio": None, "duration": 0.0, "skip_reason": "", "skip_detail": "",
+           "trim_start_s": 0.0, "trim_end_s": 0.0, "trim_speech": True}
     text = clean_text(example["text"])
     out["text"] = text
     if example.get(PRE_SKIP_COLUMN):
@@ -256,6 +273,8 @@ def _process_example(example: dict, cfg: ProcessingConfig) -> dict:
     if problem is not None:
         out["skip_reason"], out["skip_detail"] = problem
         return out
+    if cfg.trim_silence:
+        samples = _trim(samples, cfg, out)
     duration = len(samples) / cfg.sampling_rate
     if len(text) / duration > cfg.max_chars_per_second:
         out["skip_reason"] = "text_audio_mismatch"
@@ -304,8 +323,10 @@ def balance_speakers(dataset, min_per_speaker: int = 5, max_per_speaker: int | N
 # The pipeline
 # ----------------------------------------------------------------------------------------------
 
-def process_rows(raw, cfg: ProcessingConfig):
-    """Decode/check/resample every raw row. Returns (schema Dataset of kept rows, SkipReport stage "filter")."""
+def process_rows(raw, cfg: ProcessingConfig, figures: dict | None = None):
+    """Decode/check/resample every raw row. Returns (schema Dataset of kept rows, SkipReport stage "filter").
+
+    With `cfg.trim_silence`, `figures["trim"]` receives (start_cut_s, end_cut_s, speech_found) per kept row."""
     from datasets import Audio
 
     skips = SkipReport()
@@ -341,6 +362,8 @@ def process_rows(raw, cfg: ProcessingConfig):
             name = _cell_name(audio)
             skips.add(row_id, name if name not in ("<array>", "<bytes>") else source, reason, detail)
     kept = processed.select([i for i, r in enumerate(reasons) if not r])
+    if cfg.trim_silence and figures is not None:
+        figures.setdefault("trim", []).extend(zip(kept["trim_start_s"], kept["trim_end_s"], kept["trim_speech"]))
     drop = [c for c in kept.column_names if c not in ("id", "processed_audio", "text", "speaker", "dialect",
                                                      "language", "duration", "source")]
     kept = kept.remove_columns(drop).rename_column("processed_audio", "audio")
@@ -358,12 +381,13 @@ def prepare(sources: SourceResult | list[SourceResult], cfg: ProcessingConfig | 
     sources = [sources] if isinstance(sources, SourceResult) else list(sources)
     skips = SkipReport()
     kept_parts = []
+    figures: dict = {}
     for source in sources:
         skips.extend(source.skips)
         raw = source.dataset
         if len(raw) == 0:
             continue
-        kept, filter_skips = process_rows(raw, cfg)
+        kept, filter_skips = process_rows(raw, cfg, figures)
         skips.extend(filter_skips)
         kept_parts.append(kept)
     if not kept_parts or sum(len(p) for p in kept_parts) == 0:
@@ -377,4 +401,9 @@ def prepare(sources: SourceResult | list[SourceResult], cfg: ProcessingConfig | 
     from data_prep.split import split_train_validation
 
     splits = split_train_validation(dataset, cfg.validation_fraction, cfg.seed, cfg.speaker_disjoint_validation)
-    return PreparedData(splits, skips, cfg, [s.description for s in sources])
+    trimming = None
+    if cfg.trim_silence:
+        from data_prep.trim import trimming_summary
+
+        trimming = trimming_summary(figures.get("trim", []))  # before balancing: what the trim step did
+    return PreparedData(splits, skips, cfg, [s.description for s in sources], trimming)

@@ -183,7 +183,10 @@ def test_tiny_model_loss_falls_on_a_few_clips(tmp_path):
     eos_start, eos_end = _mean([h[1] for h in history[:3]]), _mean([h[1] for h in history[-3:]])
     assert diag_end < diag_start / 1.4, (diag_start, diag_end)
     assert eos_end < eos_start / 2, (eos_start, eos_end)
-    assert set(changed) == set(before), set(before) - set(changed)  # every trained tensor moved
+    # Every trained tensor moved, except w(s,t)'s layers under the official all-zero init: only its output bias
+    # gets gradient (ReLU'(0) = 0), which is what makes w one learned constant.
+    frozen_by_design = {n for n in before if n.startswith("time_weighting.") and n != "time_weighting.net.6.bias"}
+    assert set(changed) == set(before) - frozen_by_design, set(before) - set(changed)
 
 
 @pytest.mark.slow
@@ -192,3 +195,46 @@ def test_tiny_model_overfits_a_handful_of_clips(tmp_path):
     history, _, _ = _overfit(tmp_path, steps=300, n_clips=3)
     start, end = _mean([sum(h) for h in history[:5]]), _mean([sum(h) for h in history[-5:]])
     assert end < start / 4, (start, end)
+
+
+def _train_weighting(init):
+    """A few AdamW steps of w(s, t) alone on a loss that rewards a (s, t)-dependent w."""
+    torch.manual_seed(0)
+    weighting = TimeWeighting(init=init)
+    optimizer = torch.optim.AdamW(weighting.parameters(), lr=1e-2)
+    for _ in range(20):
+        s, t = torch.rand(64, 1), torch.rand(64, 1)
+        per_sample = 1 + 10 * t.squeeze(-1)  # losses that grow with t: the best w would follow t
+        loss = (per_sample * weighting(s, t).exp() - weighting(s, t)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    grid = torch.linspace(0.05, 0.95, 7)[:, None]
+    return weighting, weighting(grid, grid)
+
+
+def test_official_time_weighting_init_is_one_learned_constant():
+    """Kyutai's init zeroes every layer of w(s,t): only the output bias ever moves, so w is one constant.
+    The earlier output-only init lets w depend on (s, t)."""
+    weighting, values = _train_weighting("official")
+    assert values.std() == 0 and values.abs().max() > 1e-3, values  # learned, and constant
+    hidden = [m for m in weighting.net if isinstance(m, torch.nn.Linear)][:-1]
+    assert all(torch.count_nonzero(m.weight) == 0 for m in hidden)
+    _, varying = _train_weighting("output_only")
+    assert varying.std() > 1e-4, varying
+    with pytest.raises(ValueError, match="time weighting init"):
+        TimeWeighting(init="xavier")
+
+
+def test_ddp_ranks_get_different_seeds():
+    """seed + rank at train start: two ranks must not draw the same LSD noise and prefix dropout."""
+    from types import SimpleNamespace
+
+    from recipes.pocket.finetune_multilingual import _RankSeed
+
+    draws = []
+    for rank in (0, 1):
+        _RankSeed().on_train_begin(SimpleNamespace(seed=7, process_index=rank), None, None)
+        draws.append(torch.randn(4))
+    torch.manual_seed(8)
+    assert not torch.equal(draws[0], draws[1]) and torch.equal(draws[1], torch.randn(4))

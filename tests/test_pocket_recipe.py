@@ -11,7 +11,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "recipes" / "pocket" / "configs").glob("*.yaml"))
+CONFIGS = sorted(p for p in (ROOT / "recipes" / "pocket" / "configs").glob("*.yaml") if not p.name.startswith("distill_"))
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,9 @@ def test_every_config_parses(config, monkeypatch):
         assert script_args.base_model == "english_2026-04_24l" and script_args.pretrained_weights == "base"
         assert training_args.learning_rate == 2e-4
         assert training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps >= 8
+        # the official new-language budget: 250k steps at constant lr; the validated w(s,t) init
+        assert training_args.max_steps == 250_000 and training_args.lr_scheduler_type == "constant_with_warmup"
+        assert script_args.time_weighting_init == "official" and "250k steps" in text[:2000]
 
 
 def test_help_works():
@@ -280,6 +283,36 @@ def test_export_loads_and_speaks_in_pocket_tts(tmp_path, tokenizer, demo_splits)
     with pytest.raises(ValueError, match="reference_audio"):
         synth.synthesize(["Hallo."], languages=["de"])
 
+    # Minimal config: only non-default keys, so older pocket_tts versions' strict schema accepts it; a full
+    # 4.x dump carries keys (default_eos_threshold, flow.type, ...) that they reject.
+    import yaml
+
+    written = yaml.safe_load((export / "config.yaml").read_text())
+    full = model.pocket_config.model_dump(mode="json")
+    newer = {"default_eos_threshold", "default_temperature", "weights_path_without_voice_cloning",
+             "model_recommended_frames_after_eos"}
+    assert newer <= set(full) and not newer & set(written)
+    assert "type" in full["flow_lm"]["flow"] and "type" not in written["flow_lm"]["flow"]
+    assert "rank" not in written["flow_lm"]["lookup_table"] and "decoder_seanet" not in written["mimi"]
+    assert written["flow_lm"]["insert_bos_before_voice"] is True  # non-default values stay
+
+    # An intermediate checkpoint, loaded by pocket_tts' own --checkpoint path (prefixed keys, EMA overlaid).
+    from recipes.pocket.modeling import write_training_checkpoint
+
+    pt = write_training_checkpoint(model, ema, str(tmp_path / "checkpoint-7"), tokenizer)
+    payload = torch.load(pt, weights_only=True)
+    assert all(k.startswith(("flow_lm.", "mimi.")) for k in payload["model"])
+    assert all(k.startswith("flow_lm.") for k in payload["ema"])
+    from_checkpoint = TTSModel.load_model(config=str(pt.parent / "config.yaml"), checkpoint=str(pt))
+    torch.set_num_threads(threads)
+    for name, value in ema.shadow.items():
+        assert torch.equal(from_checkpoint.flow_lm.state_dict()[name], value), name
+    for name, value in model.mimi.state_dict().items():
+        assert torch.equal(from_checkpoint.mimi.state_dict()[name], value), name
+    torch.manual_seed(0)
+    state = from_checkpoint.get_state_for_audio_prompt(torch.from_numpy(wave)[None])
+    assert from_checkpoint.generate_audio(state, "<fr> Bonjour.").numel() >= 1920
+
 
 def _run_demo(tmp_path, max_steps, extra=()):
     from trl import TrlParser
@@ -312,6 +345,7 @@ def test_demo_trains_resumes_exports_and_logs_samples(tmp_path, monkeypatch):
     monkeypatch.setattr(recipes.common, "push_folder_to_hub", fake_push)
     first = _run_demo(tmp_path, 2, ["--eval_strategy", "no"])
     assert first.state.global_step == 2 and (tmp_path / "run/checkpoint-2/ema.safetensors").exists()
+    assert {"pocket_tts.pt", "config.yaml", "tokenizer.model"} <= {p.name for p in (tmp_path / "run/checkpoint-2").iterdir()}
     assert not pushed
     second = _run_demo(tmp_path, 3, ["--push_to_hub", "true", "--hub_model_id", "me/pocket-demo"])
     assert pushed["repo_id"] == "me/pocket-demo" and "hf://me/pocket-demo/model.safetensors" in pushed["config"]
@@ -400,3 +434,27 @@ def test_24_layer_teacher_bf16_step_on_gpu(tokenizer, demo_splits):
     model = _real_config_step("english_2026-04_24l", "cuda", tokenizer, demo_splits, torch.bfloat16)
     assert sum(p.numel() for p in model.flow_lm.parameters()) > 300e6
     print(f"peak GPU memory for 2 clips: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+def test_collator_vad_trims_a_noisy_target_to_the_eos_point(tmp_path, demo_splits, tokenizer):
+    """Pocket targets: a noisy (20 dB SNR) clip with 1.5 s of tail keeps ~0.2 s after its last speech, so EOS is
+    learned where speech stops (the energy trim kept the whole noisy tail)."""
+    from datasets import Dataset
+
+    from data_prep.audio import write_audio
+    from data_prep.schema import schema_features
+    from recipes.pocket.data import PocketCollator
+    from tests.test_trim import SR, noisy_clip
+
+    clip, start, end = noisy_clip(20)
+    write_audio(tmp_path / "noisy.wav", clip, SR)
+    rows = Dataset.from_dict({"id": ["a", "b"], "audio": [str(tmp_path / "noisy.wav")] * 2, "text": ["Bonjour."] * 2,
+                              "speaker": ["s"] * 2, "dialect": ["fr"] * 2, "duration": [len(clip) / SR] * 2,
+                              "language": ["fr"] * 2}, features=schema_features())
+    rows = rows.add_column("prompt_candidates", [[1], [0]])
+    kept = {}
+    for mode in ("vad", "energy"):
+        batch = PocketCollator(rows, tokenizer, trim=mode)([rows[0]])
+        kept[mode] = int(batch["audio_lengths"][0]) / SR
+    assert 0.15 + (end - start) < kept["vad"] < 0.45 + (end - start), kept  # lead <= 0.1 s + tail ~0.2 s
+    assert kept["energy"] > kept["vad"] + 1.0, kept

@@ -181,9 +181,13 @@ def attach_prompt_candidates(dataset, max_duration: float, min_duration: float =
     return dataset, skipped
 
 
+TRIM_MODES = ("vad", "energy", "none")
+
+
 def trim_trailing_silence(wave: np.ndarray, sr: int, floor_db: float = 35.0, keep_after_s: float = 0.2) -> np.ndarray:
-    """Cut trailing silence, keeping `keep_after_s` after the last 20 ms frame within `floor_db` of the
-    loudest, so EOS is learned at a consistent distance from the end of speech."""
+    """Energy trim (the `energy` mode): cut trailing audio more than `floor_db` below the loudest 20 ms frame,
+    keeping `keep_after_s`. Clean audio only: with noise at SNR <= 35 dB the noisy tail counts as "loud" and
+    nothing is cut; the default `vad` mode (data_prep.trim) survives noise."""
     frame = int(0.02 * sr)
     n = len(wave) // frame
     if n == 0:
@@ -195,14 +199,31 @@ def trim_trailing_silence(wave: np.ndarray, sr: int, floor_db: float = 35.0, kee
     return wave[:end]
 
 
+def trim_clip(wave: np.ndarray, sr: int, mode: str = "vad", keep_after_s: float = 0.2) -> tuple[int, int]:
+    """(start, end) sample bounds of `wave` after trimming: `vad` cuts both ends with silero-vad (keeping
+    0.1 s before the first speech and `keep_after_s` after the last: the EOS point), `energy` only the end,
+    `none` nothing."""
+    if mode == "none":
+        return 0, len(wave)
+    if mode == "energy":
+        return 0, len(trim_trailing_silence(wave, sr, keep_after_s=keep_after_s))
+    if mode != "vad":
+        raise ValueError(f"trim mode must be one of {TRIM_MODES}, got {mode!r}")
+    from data_prep.trim import trim_silence
+
+    trimmed, result = trim_silence(wave, sr, keep_after_s=keep_after_s)
+    start = int(round(result.start_cut_s * sr))
+    return start, start + len(trimmed)
+
+
 def prepare_prompt(wave: np.ndarray, sr: int, max_seconds: float, rng: random.Random) -> np.ndarray:
-    """A <= max_seconds window of another clip, ending on a short pause as at inference
-    (pocket_tts' own `end_on_pause`, which `get_state_for_audio_prompt` applies)."""
+    """A <= max_seconds window of another clip (already trimmed), ending on a short pause as at inference
+    (pocket_tts' own `end_on_pause`, which `get_state_for_audio_prompt` applies). `max_seconds` <= 0 keeps
+    the whole clip (the distillation stage trains on full-length prompts)."""
     from pocket_tts.data.audio_utils import end_on_pause
 
-    wave = trim_trailing_silence(wave, sr, keep_after_s=0.0)
     limit = int(max_seconds * sr)
-    if len(wave) > limit:
+    if limit > 0 and len(wave) > limit:
         start = rng.randint(0, len(wave) - limit)
         wave = wave[start: start + limit]
     return end_on_pause(torch.from_numpy(np.ascontiguousarray(wave))[None], sr)[0].numpy()
@@ -235,7 +256,9 @@ class PocketCollator:
     use_language_tag: bool = False
     seed: int = 0
     text_options: dict = field(default_factory=dict)  # `text_options(model config)`: as at inference
+    trim: str = "vad"  # vad | energy | none: how target and prompt silences are cut (see trim_clip)
     _rng: random.Random = field(default=None, init=False, repr=False)
+    _bounds: dict = field(default_factory=dict, init=False, repr=False)  # clip id -> trim bounds (VAD once per clip)
     _sp: object = field(default=None, init=False, repr=False)
 
     def _tokenizer(self):
@@ -246,17 +269,24 @@ class PocketCollator:
             self._rng = random.Random(self.seed + os.getpid())
         return self._sp
 
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+    def _trimmed(self, row: dict, keep_after_s: float) -> np.ndarray:
         from data_prep.audio import decode_audio
 
+        wave, _ = decode_audio(row["audio"], target_sr=self.sampling_rate)
+        key = (row.get("id"), keep_after_s, len(wave))
+        if key not in self._bounds:
+            self._bounds[key] = trim_clip(wave, self.sampling_rate, self.trim, keep_after_s)
+        start, end = self._bounds[key]
+        return wave[start:end]
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         sp = self._tokenizer()
         targets, prompts, token_ids = [], [], []
         for row in features:
-            wave, _ = decode_audio(row["audio"], target_sr=self.sampling_rate)
-            targets.append(trim_trailing_silence(wave, self.sampling_rate))
+            targets.append(self._trimmed(row, keep_after_s=0.2))  # EOS 0.2 s after the last speech
             other = self.prompt_pool[self._rng.choice(row["prompt_candidates"])]
-            prompt_wave, _ = decode_audio(other["audio"], target_sr=self.sampling_rate)
-            prompts.append(prepare_prompt(prompt_wave, self.sampling_rate, self.max_prompt_seconds, self._rng))
+            prompts.append(prepare_prompt(self._trimmed(other, keep_after_s=0.0), self.sampling_rate,
+                                          self.max_prompt_seconds, self._rng))
             text = normalize_text(row["text"], row_language(row), self.use_language_tag, self.text_options)
             ids = sp.encode(text, out_type=int)
             if not ids:

@@ -45,7 +45,10 @@ class PocketArguments:
     character_coverage: float = 1.0
     use_language_tag: bool = field(default=False, metadata={"help": "prefix texts with <lang> (shared model)"})
     max_duration_sec: float = 30.0
-    max_prompt_seconds: float = 5.0
+    max_prompt_seconds: float = field(default=5.0, metadata={"help": "voice prompt window (s); <= 0: the whole clip"})
+    trim: str = field(default="vad", metadata={
+        "help": "vad: silero-vad cuts both ends of targets/prompts, keeping 0.2 s after the last speech (the EOS "
+                "point; survives noise) | energy: trailing cut relative to the peak (clean audio only) | none"})
     flow_batch_multiplier: int = field(default=4, metadata={"help": "noise/time draws per backbone pass"})
     eos_weight: float = 0.1
     text_dropout: float = 0.2
@@ -53,6 +56,9 @@ class PocketArguments:
     lsd_p_equal: float = 0.75
     lsd_distill_prob: float = 0.25
     time_mean: float = 0.4
+    time_weighting_init: str = field(default="official", metadata={
+        "help": "official: every layer of w(s,t) zero-initialised, so w is one learned constant (Kyutai's validated "
+                "setup) | output_only: only the output layer zeroed, w depends on (s,t) (unvalidated)"})
     time_std: float = 1.0
     stats_ema_decay: float = 0.999
     stats_ema_steps: int = field(default=1000, metadata={"help": "steps the latent stats follow an EMA; 0 keeps loaded"})
@@ -73,6 +79,14 @@ class PocketArguments:
         for name in ("text_dropout", "voice_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1)")
+        from recipes.pocket.data import TRIM_MODES
+        from recipes.pocket.losses import TIME_WEIGHTING_INITS
+
+        if self.time_weighting_init not in TIME_WEIGHTING_INITS:
+            raise ValueError(f"time_weighting_init must be one of {TIME_WEIGHTING_INITS}, got {self.time_weighting_init!r}")
+
+        if self.trim not in TRIM_MODES:
+            raise ValueError(f"trim must be one of {TRIM_MODES}, got {self.trim!r}")
         if self.tokenizer_path and not os.path.isfile(self.tokenizer_path):
             raise FileNotFoundError(f"tokenizer_path {self.tokenizer_path} does not exist")
 
@@ -143,12 +157,28 @@ def make_trainer_class():
     return PocketTrainer
 
 
-def make_callbacks(ema, sample_fn):
+class _RankSeed:
+    """Seed each DDP rank with seed + rank when training starts: the Trainer seeds every rank alike, which
+    would give all ranks the same noise/time draws and prefix dropout (correlated, wasted batch). The LSD
+    branch generator keeps one seed on purpose (all ranks take the distillation branch together), the
+    sampler keeps its shared seed, and on resume the Trainer restores each rank's saved RNG state afterwards."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from transformers import set_seed
+
+        set_seed(args.seed + args.process_index)
+
+
+def make_callbacks(ema, sample_fn, tokenizer_path: str | None = None):
     import safetensors.torch
     from transformers import TrainerCallback
 
+    class RankSeedCallback(_RankSeed, TrainerCallback):
+        pass
+
     class EMACallback(TrainerCallback):
-        """Weight EMA after every optimiser step; saved beside each checkpoint so resume restores it."""
+        """Weight EMA after every optimiser step; saved beside each checkpoint so resume restores it, with a
+        pocket_tts.pt + config.yaml that pocket-tts' --checkpoint loads (modeling.write_training_checkpoint)."""
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             ema.update(model.flow_lm)
@@ -158,13 +188,17 @@ def make_callbacks(ema, sample_fn):
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 folder.mkdir(parents=True, exist_ok=True)
                 safetensors.torch.save_file(ema.state_dict(), str(folder / "ema.safetensors"))
+                if tokenizer_path is not None:
+                    from recipes.pocket.modeling import write_training_checkpoint
+
+                    write_training_checkpoint(kwargs["model"], ema, str(folder), tokenizer_path)
 
     class SampleCallback(TrainerCallback):
         def on_evaluate(self, args, state, control, model=None, **kwargs):
             if state.is_world_process_zero:
                 sample_fn(model, state.global_step)
 
-    return [EMACallback(), SampleCallback()]
+    return [RankSeedCallback(), EMACallback(), SampleCallback()]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -247,7 +281,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
         p_equal=script_args.lsd_p_equal, distill_prob=script_args.lsd_distill_prob,
         time_mean=script_args.time_mean, time_std=script_args.time_std,
         stats_ema_decay=script_args.stats_ema_decay, stats_ema_steps=script_args.stats_ema_steps,
-        seed=training_args.seed)
+        seed=training_args.seed, time_weighting_init=script_args.time_weighting_init)
     log_trainable_parameters(model, logger.info)
     ema = modeling.WeightEMA(model.flow_lm, script_args.ema_decay)
 
@@ -286,11 +320,11 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     collator = PocketCollator(prompt_pool, tokenizer_path, frame_size=model.frame_size,
                               max_prompt_seconds=script_args.max_prompt_seconds,
                               use_language_tag=script_args.use_language_tag, seed=training_args.seed,
-                              text_options=text_settings)
+                              text_options=text_settings, trim=script_args.trim)
     trainer = make_trainer_class()(
         model=model, args=training_args, train_dataset=train_set,
         eval_dataset=eval_set if training_args.eval_strategy != "no" else None,
-        data_collator=collator, callbacks=make_callbacks(ema, synthesize_samples))
+        data_collator=collator, callbacks=make_callbacks(ema, synthesize_samples, tokenizer_path))
     checkpoint = resume_checkpoint(training_args)
     if checkpoint and os.path.isfile(Path(checkpoint) / "ema.safetensors"):
         ema.load_state_dict(safetensors.torch.load_file(str(Path(checkpoint) / "ema.safetensors")))

@@ -1,7 +1,7 @@
 """Speak with a Pocket TTS model exported by `finetune_multilingual.py`, through upstream `pocket_tts`.
 
     python recipes/pocket/generate.py --model outputs/pocket-demo/pocket_tts \
-        --text "Bonjour tout le monde." --language fr --voice prompt.wav --output bonjour.wav
+        --text "Bonjour tout le monde." --language fr --voice prompt.wav --out bonjour.wav
 
 `--model` is an export folder (config.yaml + model.safetensors + tokenizer.model), a config YAML,
 or a Hub repo id pushed by the recipe. Pocket clones the voice of `--voice` (a clip of the target
@@ -133,23 +133,27 @@ def load_synthesizer(model_path: str, device: str | None = None, **options) -> P
 
 
 def main(argv=None):
+    from recipes.common import add_generate_arguments, output_wav_paths
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="export folder, config.yaml or Hub repo id")
-    parser.add_argument("--text", required=True)
-    parser.add_argument("--voice", required=True, help="voice prompt audio file (any format FFmpeg reads)")
-    parser.add_argument("--language", default=None, help="language code, needed by multilingual models")
-    parser.add_argument("--output", default="pocket.wav")
+    add_generate_arguments(parser, model_help="export folder, config.yaml or Hub repo id",
+                           voice_help="voice prompt audio file (any format FFmpeg reads); its transcript is not needed",
+                           voice_required=True, default_out="pocket.wav")
     parser.add_argument("--temperature", type=float, default=None, help="default: the model config's (0.3)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eos_threshold", type=float, default=None, help="default: the model config's (-4.0)")
     args = parser.parse_args(argv)
 
     from data_prep.audio import decode_audio, write_audio
 
-    synthesizer = load_synthesizer(args.model, temperature=args.temperature, seed=args.seed)
+    synthesizer = load_synthesizer(args.model, device=args.device, temperature=args.temperature,
+                                   eos_threshold=args.eos_threshold, seed=args.seed)
     wave, sr = decode_audio(args.voice)
-    (audio,) = synthesizer.synthesize([args.text], languages=[args.language], reference_audio=[(wave, sr)])
-    write_audio(args.output, audio, synthesizer.sampling_rate)
-    print(f"wrote {args.output} ({len(audio) / synthesizer.sampling_rate:.2f} s)")
+    language = args.language or args.dialect
+    audios = synthesizer.synthesize(args.text, languages=[language] * len(args.text),
+                                    reference_audio=[(wave, sr)] * len(args.text))
+    for path, audio in zip(output_wav_paths(args.out, len(args.text)), audios):
+        write_audio(str(path), audio, synthesizer.sampling_rate)
+        print(f"wrote {path} ({len(audio) / synthesizer.sampling_rate:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ I_t = t*x1 + (1-t)*x0, the head is v(s, t, x | z) and its flow map X_{s,t}(x) = 
   d/dt X_{s,t}(x_s) = v(s,t,x_s) + (t-s) dv/dt (a JVP with tangents (0, 1, 0)) must equal
   v(t, t, X_{s,t}(x_s)) evaluated with the head's parameters (and z) frozen: the gradient still
   reaches X through the target's input ("minimal" stop-gradient);
-- each term is re-weighted by a learned log-variance w(s, t): l * exp(w) / D - w;
+- each term is re-weighted by a learned log-variance w(s, t): l * exp(w) / D - w (official init: w is
+  one learned constant, see TimeWeighting);
 - L_flow = p_equal * L_diag + (1 - p_equal) / distill_prob * L_distill on the steps where the
   distillation term is drawn (a `distill_prob` fraction of them), p_equal * L_diag otherwise.
 """
@@ -22,14 +23,22 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class TimeWeighting(nn.Module):
-    """Learned log-variance w(s, t): an MLP [s, t] -> 32 -> 32 -> 32 -> 1 whose OUTPUT layer is
-    zero-initialised, so training starts from plain (1/D-scaled) losses. The hidden layers keep the
-    default init: zeroing them too (zero_init on every layer) would freeze them for good, since
-    ReLU'(0) = 0, and w could then only learn a constant. Only shapes training; never exported."""
+TIME_WEIGHTING_INITS = ("official", "output_only")
 
-    def __init__(self, hidden: int = 32, depth: int = 3):
+
+class TimeWeighting(nn.Module):
+    """Learned log-variance w(s, t): an MLP [s, t] -> 32 -> 32 -> 32 -> 1.
+
+    init="official" (default, Kyutai's training code): EVERY layer zero-initialised. Since ReLU'(0) = 0 the
+    hidden layers then never receive gradient, so w is one learned constant (the output bias): the validated
+    setup. init="output_only" (this recipe's earlier choice, kept as an option): only the output layer is
+    zeroed, so w can learn a real dependence on (s, t); not validated at scale. Both start at w = 0, i.e.
+    plain 1/D-scaled losses. Only shapes training; never exported."""
+
+    def __init__(self, hidden: int = 32, depth: int = 3, init: str = "official"):
         super().__init__()
+        if init not in TIME_WEIGHTING_INITS:
+            raise ValueError(f"time weighting init must be one of {TIME_WEIGHTING_INITS}, got {init!r}")
         layers: list[nn.Module] = []
         width = 2
         for _ in range(depth):
@@ -37,8 +46,10 @@ class TimeWeighting(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        zeroed = [m for m in self.net if isinstance(m, nn.Linear)]
+        for layer in (zeroed if init == "official" else zeroed[-1:]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([s, t], dim=-1)).squeeze(-1)

@@ -125,12 +125,13 @@ class PocketTTSForTraining(nn.Module):
     def __init__(self, tts_model, *, flow_batch_multiplier: int = 4, eos_weight: float = 0.1,
                  text_dropout: float = 0.2, voice_dropout: float = 0.2, p_equal: float = 0.75,
                  distill_prob: float = 0.25, time_mean: float = 0.4, time_std: float = 1.0,
-                 stats_ema_decay: float = 0.999, stats_ema_steps: int = 1000, seed: int = 0):
+                 stats_ema_decay: float = 0.999, stats_ema_steps: int = 1000, seed: int = 0,
+                 time_weighting_init: str = "official"):
         super().__init__()
         self.flow_lm = tts_model.flow_lm
         self.mimi = tts_model.mimi
         self.mimi.requires_grad_(False)
-        self.time_weighting = TimeWeighting()
+        self.time_weighting = TimeWeighting(init=time_weighting_init)
         self.pocket_config = tts_model.config  # not `config`: Trainer writes attributes on model.config
         self.flow_batch_multiplier = flow_batch_multiplier
         self.eos_weight = eos_weight
@@ -312,12 +313,62 @@ def inference_model(training_model: PocketTTSForTraining, temp: float = 0.3, eos
     return model
 
 
+def minimal_config_dict(config, *, weights_path: str | None, tokenizer_path: str) -> dict:
+    """The pocket_tts config as a dict holding only what differs from pocket_tts' defaults (plus the required
+    fields). A full `model_dump` of 4.x writes keys that older versions' strict (extra="forbid") schema
+    rejects, e.g. `default_eos_threshold` or `flow.type`; left out, every version fills in its own default."""
+    config = config.model_copy(deep=True)
+    config.weights_path = weights_path
+    config.weights_path_without_voice_cloning = None
+    config.flow_lm.lookup_table.tokenizer_path = tokenizer_path
+    config.flow_lm.weights_path = None
+    config.mimi.weights_path = None
+    return config.model_dump(mode="json", exclude_defaults=True)
+
+
+def flow_lm_export_state(training_model: PocketTTSForTraining, ema: "WeightEMA | None") -> dict[str, torch.Tensor]:
+    """flow_lm tensors as pocket_tts names them (no prefix), EMA weights overlaid on the live ones."""
+    flow_state = {k: v.detach().float().cpu() for k, v in training_model.flow_lm.state_dict().items()}
+    if ema is not None:
+        flow_state.update({k: v.detach().float().cpu() for k, v in ema.shadow.items()})
+    return {k: v.contiguous() for k, v in flow_state.items()}
+
+
+def write_training_checkpoint(training_model: PocketTTSForTraining, ema: "WeightEMA | None", folder: str,
+                              tokenizer_path: str) -> Path:
+    """Make a Trainer `checkpoint-N` folder usable by pocket-tts' `--checkpoint` (`load_model(config=,
+    checkpoint=)`): `pocket_tts.pt` = {"model": {"flow_lm.*", "mimi.*"}, "ema": {"flow_lm.*"}} (the prefixed
+    keys pocket_tts' training checkpoints use; Mimi included so the file stands alone) plus a minimal
+    `config.yaml` and `tokenizer.model` beside it:
+        pocket-tts generate --config checkpoint-N/config.yaml --checkpoint checkpoint-N/pocket_tts.pt ..."""
+    import shutil
+
+    import yaml
+
+    out = Path(folder).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    live = {f"flow_lm.{k}": v.detach().float().cpu().contiguous() for k, v in training_model.flow_lm.state_dict().items()}
+    live.update({f"mimi.{k}": v.detach().float().cpu().contiguous() for k, v in training_model.mimi.state_dict().items()})
+    payload = {"model": live}
+    if ema is not None:
+        payload["ema"] = {f"flow_lm.{k}": v.detach().float().cpu().contiguous() for k, v in ema.shadow.items()}
+    torch.save(payload, out / "pocket_tts.pt")
+    shutil.copyfile(tokenizer_path, out / "tokenizer.model")
+    config = minimal_config_dict(training_model.pocket_config, weights_path=None,
+                                 tokenizer_path=str(out / "tokenizer.model"))
+    (out / "config.yaml").write_text(
+        "# pocket_tts config for this training checkpoint: load with\n"
+        f"#   pocket-tts generate --config {out / 'config.yaml'} --checkpoint {out / 'pocket_tts.pt'}\n"
+        + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return out / "pocket_tts.pt"
+
+
 def export_pocket_model(training_model: PocketTTSForTraining, ema: WeightEMA | None, out_dir: str,
                         tokenizer_path: str, *, languages: list[str], use_language_tag: bool,
                         hub_repo_id: str | None = None) -> Path:
     """Write `model.safetensors` (TTSModel state dict, EMA weights, no `w_s_t`), `tokenizer.model`,
-    `config.yaml` (absolute local paths: `TTSModel.load_model(config=...)` resolves paths against the
-    working directory) and, when `hub_repo_id` is given, `config_hub.yaml` with `hf://` paths."""
+    `config.yaml` (minimal, see `minimal_config_dict`; absolute local paths: `TTSModel.load_model(config=...)`
+    resolves paths against the working directory) and, when `hub_repo_id` is given, `config_hub.yaml` with `hf://` paths."""
     import json
     import shutil
 
@@ -326,22 +377,14 @@ def export_pocket_model(training_model: PocketTTSForTraining, ema: WeightEMA | N
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    flow_state = {k: v.detach().float().cpu() for k, v in training_model.flow_lm.state_dict().items()}
-    if ema is not None:
-        flow_state.update({k: v.detach().float().cpu() for k, v in ema.shadow.items()})
-    state = {f"flow_lm.{k}": v.contiguous() for k, v in flow_state.items()}
+    state = {f"flow_lm.{k}": v for k, v in flow_lm_export_state(training_model, ema).items()}
     state.update({f"mimi.{k}": v.float().cpu().contiguous() for k, v in training_model.mimi.state_dict().items()})
     safetensors.torch.save_file(state, str(out / "model.safetensors"))
     shutil.copyfile(tokenizer_path, out / "tokenizer.model")
 
     def config_with(prefix: str) -> dict:
-        config = training_model.pocket_config.model_copy(deep=True)
-        config.weights_path = f"{prefix}/model.safetensors"
-        config.weights_path_without_voice_cloning = None
-        config.flow_lm.lookup_table.tokenizer_path = f"{prefix}/tokenizer.model"
-        config.flow_lm.weights_path = None
-        config.mimi.weights_path = None
-        return config.model_dump(mode="json")
+        return minimal_config_dict(training_model.pocket_config, weights_path=f"{prefix}/model.safetensors",
+                                   tokenizer_path=f"{prefix}/tokenizer.model")
 
     header = "# Pocket TTS config written by tts-recipes (recipes/pocket). Load with\n" \
              "#   TTSModel.load_model(config=<this file>)\n"
