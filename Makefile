@@ -8,7 +8,7 @@ OUT ?= outputs
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 .PHONY: help install system-deps test slow_test demo eval-demo orpheus-lora-demo f5-demo xtts-demo pocket-demo \
-	bench repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
+	prove-learning bench repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
 
 help:
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -58,7 +58,7 @@ f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, vocab + Ô) ->
 	$(OFFLINE) $(PY) recipes/f5/finetune.py --config recipes/f5/configs/demo_base.yaml --output_dir $(OUT)/f5-demo-base
 	$(OFFLINE) $(PY) recipes/f5/finetune.py --config recipes/f5/configs/demo.yaml --output_dir $(OUT)/f5-demo \
 		--init_checkpoint $(OUT)/f5-demo-base/model_last.pt --vocab_file $(OUT)/f5-demo-base/vocab.txt
-	$(OFFLINE) $(PY) recipes/f5/generate.py --model_path $(OUT)/f5-demo --vocoder_path random --nfe_step 8 \
+	$(OFFLINE) $(PY) recipes/f5/generate.py --model_path $(OUT)/f5-demo --vocoder griffin-lim --nfe_step 8 \
 		--ref_audio tests/fixtures/demo_corpus/clips/pt-br_f2_000.flac --ref_text "Amanhã vamos ver o mar." \
 		--text "Ônibus às três horas da tarde." --out $(OUT)/f5-demo/generated.wav
 
@@ -71,6 +71,10 @@ pocket-demo: install ## Pocket TTS: tiny shared fr/es/de/it/pt-br model, exporte
 	$(OFFLINE) $(PY) recipes/pocket/finetune_multilingual.py --config recipes/pocket/configs/demo.yaml --output_dir $(OUT)/pocket-demo
 	$(OFFLINE) $(PY) recipes/pocket/generate.py --model $(OUT)/pocket-demo/pocket_tts --language fr --text "Bonjour tout le monde." \
 		--voice tests/fixtures/demo_corpus/clips/fr_f2_000.flac --output $(OUT)/pocket-demo/bonjour.wav
+
+prove-learning: install ## each recipe overfits a few demo clips, then its own inference regenerates them (CPU, offline)
+	$(OFFLINE) $(PY) scripts/prove_learning.py --out $(OUT)/prove_learning
+	@echo; echo "Results: $(OUT)/prove_learning/results.md  Plot: $(OUT)/prove_learning/loss_curves.png  Listen: $(OUT)/prove_learning/f5_griffin_lim.wav"
 
 bench: install ## benchmarks: each prints figures next to a baseline measured in the same run
 	$(OFFLINE) $(PY) benchmarks/orpheus_throughput.py
