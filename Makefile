@@ -9,7 +9,7 @@ OUT ?= outputs
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 .PHONY: help install install-gpu lock upgrade-check system-deps test slow_test demo eval-demo orpheus-lora-demo f5-demo xtts-demo xtts-ca-demo pocket-demo \
-	bench repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
+	prove-learning bench repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
 
 help:
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -73,7 +73,7 @@ f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, text front end
 	$(OFFLINE) $(PY) recipes/f5/finetune.py --config recipes/f5/configs/demo_base.yaml --output_dir $(OUT)/f5-demo-base
 	$(OFFLINE) $(PY) recipes/f5/finetune.py --config recipes/f5/configs/demo.yaml --output_dir $(OUT)/f5-demo \
 		--init_checkpoint $(OUT)/f5-demo-base/model_last.pt --vocab_file $(OUT)/f5-demo-base/vocab.txt
-	$(OFFLINE) $(PY) recipes/f5/generate.py --model $(OUT)/f5-demo --vocoder_path random --nfe_step 8 \
+	$(OFFLINE) $(PY) recipes/f5/generate.py --model $(OUT)/f5-demo --vocoder griffin-lim --nfe_step 8 \
 		--voice tests/fixtures/demo_corpus/clips/pt-br_f2_000.flac --ref_text "Amanhã vamos ver o mar." \
 		--text "Ônibus às 3 horas da tarde." --out $(OUT)/f5-demo/generated.wav
 
@@ -97,6 +97,10 @@ pocket-demo: install ## Pocket TTS: tiny shared fr/es/de/it/pt-br teacher -> CFG
 	$(OFFLINE) $(PY) recipes/pocket/generate.py --model $(OUT)/pocket-demo-distill/pocket_tts --language fr --text "Bonjour tout le monde." \
 		--voice tests/fixtures/demo_corpus/clips/fr_f2_000.flac --out $(OUT)/pocket-demo-distill/bonjour.wav
 	$(OFFLINE) $(PY) recipes/pocket/eos_sweep.py --model $(OUT)/pocket-demo-distill/pocket_tts --dataset demo --max_texts 5
+
+prove-learning: install ## each recipe overfits a few demo clips, then its own inference regenerates them (CPU, offline)
+	$(OFFLINE) $(PY) scripts/prove_learning.py --out $(OUT)/prove_learning
+	@echo; echo "Results: $(OUT)/prove_learning/results.md  Plot: $(OUT)/prove_learning/loss_curves.png  Listen: $(OUT)/prove_learning/f5_griffin_lim.wav"
 
 bench: install ## benchmarks: each prints figures next to a baseline measured in the same run
 	$(OFFLINE) $(PY) benchmarks/orpheus_throughput.py

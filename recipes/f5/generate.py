@@ -14,8 +14,10 @@ folder. The text (and the reference transcript) goes through the same front end 
 (f5_config.yaml `text_front_end`: "R$ 4,50" -> "quatro reais e cinquenta centavos" for pt-br), in the
 language of --language or the one the model was trained with.
 
-Offline demo (random-weight vocoder: the audio is noise-like, the plumbing is real):
-    python recipes/f5/generate.py --model outputs/f5-demo --vocoder_path random ...
+Offline, with no vocoder weights: `--vocoder griffin-lim` inverts F5's own log-mel (mel -> linear magnitude ->
+Griffin-Lim phase, torchaudio) into audible, if buzzy, speech; a Vocos built with `--vocoder_path random` only
+gives noise-like audio (the plumbing is real, the weights are not):
+    python recipes/f5/generate.py --model outputs/f5-demo --vocoder griffin-lim ...
 """
 
 from __future__ import annotations
@@ -27,6 +29,41 @@ from pathlib import Path
 import numpy as np
 
 CONFIG_FILE = "f5_config.yaml"
+VOCODERS = ("vocos", "griffin-lim")
+
+
+class GriffinLimVocoder:
+    """A weight-free stand-in for Vocos: F5's log-mel -> linear magnitude (least squares through the HTK
+    filterbank) -> Griffin-Lim phase. Settings are F5's vocos mel front end (24 kHz, n_fft/win 1024, hop 256,
+    100 HTK mels, no norm, magnitude, ln clamp 1e-5), so it inverts exactly what the model predicts.
+    Upstream's inference calls `vocoder.decode(mel)` for mel_spec_type "vocos"; this answers that call.
+    `last_mel` keeps the mel it was given (the generated frames, reference part removed)."""
+
+    def __init__(self, n_iter: int = 64, device: str = "cpu", seed: int = 0):
+        import torchaudio
+
+        self.inverse_mel = torchaudio.transforms.InverseMelScale(n_stft=1024 // 2 + 1, n_mels=100, sample_rate=24_000,
+                                                                 f_min=0.0, f_max=None, norm=None, mel_scale="htk")
+        self.griffin_lim = torchaudio.transforms.GriffinLim(n_fft=1024, n_iter=n_iter, win_length=1024,
+                                                            hop_length=256, power=1.0)
+        self.seed = seed
+        self.last_mel = None
+
+    def decode(self, mel):
+        import torch
+
+        mel = mel.detach().float().cpu()  # (batch, 100, frames), natural-log magnitude
+        self.last_mel = mel.clone()
+        with torch.random.fork_rng(devices=[]):  # Griffin-Lim starts from random phase: same mel, same audio
+            torch.manual_seed(self.seed)
+            linear = self.inverse_mel(mel.exp()).clamp(min=0.0)
+            return self.griffin_lim(linear)
+
+    def to(self, device):  # the vocoder runs on the CPU whatever the model's device (it is cheap)
+        return self
+
+    def eval(self):
+        return self
 
 
 def find_checkpoint(model_path: str | Path, use_ema: bool = True) -> Path:
@@ -52,11 +89,13 @@ def find_checkpoint(model_path: str | Path, use_ema: bool = True) -> Path:
 
 
 def finish_reference_text(text: str) -> str:
-    """Upstream ends the reference transcript with ". " so the generated text starts a new sentence."""
+    """End the reference transcript with a full stop, so the generated text starts a new sentence.
+
+    No trailing space: `infer_batch_process` itself appends one after a single-byte last character. Upstream's
+    CLI adds ". " first and so feeds "ref.  gen" (two spaces), a text layout training never showed the model
+    (found by scripts/prove_learning.py: an overfit model reads the extra space as one more character)."""
     text = text.strip()
-    if text.endswith(". ") or text.endswith("。"):
-        return text
-    return text + " " if text.endswith(".") else text + ". "
+    return text if text.endswith((".", "。")) else text + "."
 
 
 def synthesize_with_reference(model, vocoder, ref_wave: np.ndarray, ref_sr: int, ref_text: str, text: str, *,
@@ -86,9 +125,9 @@ class F5Synthesizer:
     needs_reference = True
 
     def __init__(self, model_path: str, device: str | None = None, *, vocab_file: str | None = None,
-                 model_config: str | None = None, vocoder_path: str | None = None, use_ema: bool = True,
-                 nfe_step: int = 32, cfg_strength: float = 2.0, sway_sampling_coef: float = -1.0, speed: float = 1.0,
-                 normalize_text: bool = True):
+                 model_config: str | None = None, vocoder_path: str | None = None, vocoder: str = "vocos",
+                 use_ema: bool = True, nfe_step: int = 32, cfg_strength: float = 2.0,
+                 sway_sampling_coef: float = -1.0, speed: float = 1.0, normalize_text: bool = True):
         import torch
         import yaml
         from f5_tts.infer.utils_infer import load_model
@@ -115,7 +154,15 @@ class F5Synthesizer:
         self.checkpoint = find_checkpoint(model_path, use_ema)
         self.model = load_model(DiT, arch, str(self.checkpoint), mel_spec_type=self.mel_spec_type,
                                 vocab_file=vocab_file, use_ema=use_ema, device=self.device)
-        self.vocoder = load_vocoder(vocoder_path, self.mel_spec_type, self.device, scratch_dir=folder)
+        if vocoder not in VOCODERS:
+            raise ValueError(f"vocoder must be one of {VOCODERS}, got {vocoder!r}")
+        if vocoder == "griffin-lim":
+            if self.mel_spec_type != "vocos":
+                raise ValueError(f"--vocoder griffin-lim inverts the vocos mel front end; this model uses "
+                                 f"{self.mel_spec_type!r} mels (use its own vocoder)")
+            self.vocoder = GriffinLimVocoder()
+        else:
+            self.vocoder = load_vocoder(vocoder_path, self.mel_spec_type, self.device, scratch_dir=folder)
 
     def synthesize(self, texts, *, speakers=None, dialects=None, languages=None, reference_audio=None,
                    reference_texts=None) -> list[np.ndarray]:
@@ -151,7 +198,9 @@ def main(argv=None):
                         help="skip the training text front end saved in f5_config.yaml (text used as written)")
     parser.add_argument("--vocab_file", default=None)
     parser.add_argument("--model_config", default=None, help="only when model_path has no f5_config.yaml")
-    parser.add_argument("--vocoder_path", default=None, help="local vocos folder, 'random' (offline demo) or unset (Hub)")
+    parser.add_argument("--vocoder", default="vocos", choices=VOCODERS,
+                        help="griffin-lim: weight-free inversion of the mel (offline, audible); vocos: a neural vocoder")
+    parser.add_argument("--vocoder_path", default=None, help="vocos: local folder, 'random' (noise-like) or unset (Hub)")
     parser.add_argument("--use_online_weights", action="store_true", help="use model_state_dict instead of EMA (.pt)")
     parser.add_argument("--nfe_step", type=int, default=32)
     parser.add_argument("--cfg_strength", type=float, default=2.0)
@@ -169,7 +218,7 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     synthesizer = load_synthesizer(args.model, args.device, vocab_file=args.vocab_file,
-                                   model_config=args.model_config, vocoder_path=args.vocoder_path,
+                                   model_config=args.model_config, vocoder=args.vocoder, vocoder_path=args.vocoder_path,
                                    use_ema=not args.use_online_weights, nfe_step=args.nfe_step,
                                    cfg_strength=args.cfg_strength, speed=args.speed,
                                    normalize_text=not args.no_text_normalization)

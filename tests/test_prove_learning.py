@@ -1,0 +1,103 @@
+"""Issue 19: each recipe overfits a few clips with its own training script and its own inference entry point
+regenerates them (scripts/prove_learning.py, `make prove-learning`). Slow: minutes per recipe on 2 cores.
+
+The fast tests check the harness itself: a wrong threshold check or a misaligned accuracy would make the slow
+ones meaningless."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("prove_learning", REPO / "scripts" / "prove_learning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+prove = _script()
+
+
+def test_position_accuracy_counts_missing_and_shifted_tokens():
+    reference = np.arange(10)
+    assert prove._position_accuracy(reference, reference) == 1.0
+    assert prove._position_accuracy(reference[:5], reference) == 0.5  # stopped early: the rest is wrong
+    assert prove._position_accuracy(np.arange(1, 11), reference) == 0.0  # off by one position
+    assert prove._position_accuracy(np.arange(20), reference) == 1.0  # too long: EOS error catches it
+
+
+def test_check_applies_the_issue_thresholds():
+    good = {"token_accuracy": 0.95, "eos_frame_error": -1, "dialect_selection_ok": True}
+    assert prove.check("orpheus", good) == []
+    assert prove.check("orpheus", {**good, "eos_frame_error": 2})
+    assert prove.check("orpheus", {**good, "token_accuracy": 0.89})
+    assert prove.check("orpheus", {**good, "dialect_selection_ok": False})
+    assert prove.check("pocket", {"latent_rel_error": 0.31, "eos_frame_error": 0})
+    assert prove.check("pocket", {"latent_rel_error": 0.2, "eos_frame_error": -3})
+    assert prove.check("f5", {"griffin_lim_wer": 0.6})
+    assert prove.check("xtts", {"token_accuracy": 0.95}) == ["xtts.upstream_token_accuracy = None, needs >= 0.9"]
+
+
+def test_write_results_has_exactly_the_issue_keys(tmp_path):
+    details = {part: {**{k: 1.0 for k in keys}, "steps": 10, "loss_final": 0.1, "seconds": 1.0,
+                      "losses": [(1, 1.0), (10, 0.1)]} for part, keys in prove.RESULT_KEYS.items()}
+    details["f5"].update(griffin_lim_transcript="x", recording_transcript="x", recording_wer=0.0,
+                         reference_mel_griffin_lim_wer=0.0)
+    results = prove.write_results(tmp_path, details)
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert {p: set(r) for p, r in results.items()} == {
+        p: {*keys, "steps", "loss_final", "seconds"} for p, keys in prove.RESULT_KEYS.items()}
+    assert (tmp_path / "loss_curves.png").stat().st_size > 0
+    assert (tmp_path / "results.md").read_text().count("\n| ") == 1 + len(prove.RESULT_KEYS)
+
+
+@pytest.fixture(scope="module")
+def orpheus_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prove")
+    return out, prove.prove_orpheus(out / "orpheus")
+
+
+@pytest.mark.slow
+def test_orpheus_pretraining_reproduces_its_clips(orpheus_out):
+    _, figures = orpheus_out
+    assert prove.check("orpheus", figures) == [], figures
+
+
+@pytest.mark.slow
+def test_orpheus_lora_reproduces_its_clips(orpheus_out):
+    out, _ = orpheus_out
+    figures = prove.prove_orpheus_lora(out / "orpheus_lora")
+    assert prove.check("orpheus_lora", figures) == [], figures
+    assert prove.check("orpheus_lora", figures["merged"]) == [], figures["merged"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="measured 2026-12-01 (200 steps): latent rel error 0.85, EOS fires at the "
+                   "earliest allowed frame (6-9 of 21-27): open finding of issue 19 (EOS logit vs threshold -4)")
+def test_pocket_reproduces_its_clips(tmp_path):
+    figures = prove.prove_pocket(tmp_path / "pocket")
+    assert prove.check("pocket", figures) == [], figures
+
+
+@pytest.mark.slow
+def test_xtts_reproduces_its_clips(tmp_path):
+    figures = prove.prove_xtts(tmp_path / "xtts")
+    assert prove.check("xtts", figures) == [], figures
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="measured 2026-12-01 (200 steps, loss 28 -> 1.95, not converged): mel rel L1 "
+                   "1.53, Griffin-Lim WER 1.62 (Griffin-Lim of the clip's own mel: WER 0.00): open finding of issue 19")
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make system-deps)")
+def test_f5_griffin_lim_speech_is_understood(tmp_path):
+    figures = prove.prove_f5(tmp_path / "f5")
+    assert figures["recording_wer"] <= 0.1, figures  # the sentence itself is understood as recorded
+    assert prove.check("f5", figures) == [], figures
+    assert (tmp_path / "f5_griffin_lim.wav").exists()
