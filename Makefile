@@ -8,7 +8,7 @@ OUT ?= outputs
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 .PHONY: help install system-deps test slow_test demo eval-demo orpheus-lora-demo f5-demo xtts-demo pocket-demo \
-	bench repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
+	bench real-size-smoke gpu-check repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
 
 help:
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -75,6 +75,12 @@ pocket-demo: install ## Pocket TTS: tiny shared fr/es/de/it/pt-br model, exporte
 bench: install ## benchmarks: each prints figures next to a baseline measured in the same run
 	$(OFFLINE) $(PY) benchmarks/orpheus_throughput.py
 	$(OFFLINE) $(PY) benchmarks/f5_throughput.py
+
+real-size-smoke: install ## every recipe at its real architecture (random weights), 2 steps each on CPU -> outputs/real_size/results.md
+	$(OFFLINE) $(PY) benchmarks/real_size_smoke.py --out $(OUT)/real_size
+
+gpu-check: install ## run first on a GPU (<= 8 min, offline): throughput, MFU, memory of every recipe -> outputs/gpu_check/
+	$(OFFLINE) $(PY) benchmarks/gpu_check.py --out $(OUT)/gpu_check
 
 # ---- real runs (GPU, real base weights; DATA=<prepared dataset> overrides the config's dataset) ---------
 repro-orpheus: install ## Orpheus-3B Catalan dialect pretraining (8 GPUs, FSDP2)

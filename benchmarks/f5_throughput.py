@@ -149,6 +149,9 @@ def main(argv=None):
         print(f"{name:34s} {runs[0][1]:8d} {seconds[0]:8.2f} {seconds[len(seconds) // 2]:9.2f} {frames / seconds[0]:16.0f}")
     if len(best) == 2:
         print(f"\nratio ours/upstream frames/s (best of {args.repeats} each): {best[upstream_name] / best[ours_name]:.2f}x")
+    return {"frames": frames, "frames_per_s": {name: frames / s for name, s in best.items()},
+            "updates": {name: runs[0][1] for name, runs in timings.items() if runs},
+            "ratio_ours_over_upstream": best[upstream_name] / best[ours_name] if len(best) == 2 else None}
 
 
 if __name__ == "__main__":
