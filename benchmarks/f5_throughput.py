@@ -99,6 +99,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed runs per trainer, in alternating order after one untimed warm-up each; the best "
                              "run counts (a shared machine's load and first-run costs would otherwise decide the ratio)")
+    parser.add_argument("--no_warmup", dest="warmup", action="store_false",
+                        help="skip the untimed warm-up run of each trainer (the GPU check's CPU rehearsal)")
     args = parser.parse_args(argv)
 
     import torch
@@ -125,7 +127,8 @@ def main(argv=None):
     }
     timings: dict[str, list[tuple[float, int]]] = {name: [] for name in runners}
     # warm-up (untimed), then alternate the order so neither trainer always runs first
-    order = list(runners) + [name for i in range(args.repeats) for name in (list(runners) if i % 2 else list(runners)[::-1])]
+    warmup = list(runners) if args.warmup else []
+    order = warmup + [name for i in range(args.repeats) for name in (list(runners) if i % 2 else list(runners)[::-1])]
     for i, name in enumerate(order):
         try:
             result = runners[name](work / f"run{i}")
@@ -135,7 +138,7 @@ def main(argv=None):
             timings.pop(name, None)
             order = [n for n in order if n != name]
             continue
-        if i >= 2:
+        if i >= len(warmup):
             timings[name].append(result)
 
     frames = frames_per_epoch * args.epochs

@@ -1,4 +1,4 @@
-"""The one GPU check: run it first on any GPU you rent (about 5-8 min on one H100/H200, no network needed).
+"""The one GPU check: run it first on any GPU you rent (sized for <= 8 min on one H100/H200; no network needed).
 
     python benchmarks/gpu_check.py            # or `make gpu-check`; writes outputs/gpu_check/results.{json,md}
     python benchmarks/gpu_check.py --tiny     # the same script on CPU with tiny models (the test suite runs it)
@@ -140,7 +140,7 @@ def orpheus_train_variant(model, rows, batch_size: int, packing: bool, steps: in
     del optimizer
     result = {"tokens_per_s": tokens / elapsed, "s_per_step": elapsed / steps, "padding_fraction": 1 - tokens / slots,
               "tokens_per_step": tokens / steps, "model_tflops_per_s": flops / elapsed / 1e12,
-              "peak_memory_gb": peak_gb(device), "loss": float(loss)}
+              "peak_memory_gb": peak_gb(device), "loss": loss.item()}
     if peak_tflops:
         result["mfu"] = flops / elapsed / (peak_tflops * 1e12)
     return result
@@ -223,9 +223,10 @@ def part_fsdp2(ctx) -> dict:
                    str(REPO / "accelerate_configs/fsdp2.yaml"), "--num_processes", "1", str(Path(__file__).resolve()),
                    *common]
         note = "accelerate_configs/fsdp2.yaml, --num_processes 1"
-    else:  # FSDP needs CUDA: keep the child's code path alive as a plain single process
-        command = [sys.executable, str(Path(__file__).resolve()), *common]
-        note = "FSDP2 needs CUDA: the same child ran as one plain CPU process (code path only)"
+    else:  # FSDP needs CUDA: keep the child's code path alive, in this process
+        fsdp_child(str(out), ctx.tiny, ctx.steps, ctx.orpheus_rows_per_step)
+        return {**json.loads(out.read_text()),
+                "launch": "FSDP2 needs CUDA: the same Trainer code ran here without FSDP (code path only)"}
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=ctx.part_timeout)
     if proc.returncode != 0 or not out.is_file():
         raise RuntimeError(f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-3000:]}")
@@ -308,7 +309,7 @@ def part_f5(ctx) -> dict:
     from f5_throughput import main as f5_main
 
     argv = (["--model_config", "tiny", "--frames_per_gpu", "1200", "--max_samples", "8", "--epochs", "1",
-             "--repeats", "1", "--device", "cpu"] if ctx.tiny else
+             "--repeats", "1", "--no_warmup", "--device", "cpu"] if ctx.tiny else
             ["--model_config", "F5TTS_Base", "--frames_per_gpu", "9600", "--max_samples", "64", "--epochs", "4",
              "--repeats", "1", "--bf16", "--workers", "4", "--device", "cuda"])
     result = f5_main(argv)
@@ -405,10 +406,13 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 5; tiny 2)")
     parser.add_argument("--orpheus_rows_per_step", type=int, default=None,
                         help="utterances per step (default 8, as catalan_dialects.yaml; tiny 2)")
-    parser.add_argument("--budget_s", type=float, default=450, help="skip the parts left after this many seconds")
+    parser.add_argument("--budget_s", type=float, default=None,
+                        help="skip the parts left after this many seconds (default 450 on a GPU; --tiny: no limit, "
+                             "every part must run)")
     parser.add_argument("--fsdp_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.steps = args.steps or (2 if args.tiny else 5)
+    args.budget_s = args.budget_s or (float("inf") if args.tiny else 450.0)
     args.orpheus_rows_per_step = args.orpheus_rows_per_step or (2 if args.tiny else 8)
     if args.fsdp_child:
         fsdp_child(args.fsdp_child, args.tiny, args.steps, args.orpheus_rows_per_step)
@@ -421,7 +425,7 @@ def main(argv=None) -> int:
     info = device_info(args.tiny)
     if info["device"] == "cpu" and not args.tiny:
         print("No CUDA GPU here: running the --tiny version (tiny models on CPU) instead.")
-        args.tiny = True
+        args.tiny, args.budget_s = True, float("inf")
     work = tempfile.mkdtemp(prefix="gpu-check-")
     ctx = argparse.Namespace(**vars(args), info=info, device=info["device"], work=work,
                              part_timeout=300 if not args.tiny else 600)
@@ -429,7 +433,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     for name in args.parts:
         if time.perf_counter() - started > args.budget_s:
-            report["parts"][name] = {"status": "skipped", "reason": f"time budget {args.budget_s:.0f} s used up"}
+            report["parts"][name] = {"status": "skipped", "reason": f"time budget {args.budget_s:.0f} s used up",
+                                     "seconds": 0.0}
             continue
         print(f"\n=== {name} ===", flush=True)
         part_start = time.perf_counter()

@@ -219,7 +219,7 @@ def orpheus_rows(tokenizer, tokens: int, snac_size: str = "real", device: str = 
 
 
 def run_orpheus(size: str = "real", device: str = "cpu", steps: int = 2, tokens: int = 1024, out: str | None = None,
-                dtype: str = "bfloat16") -> dict:
+                dtype: str | None = None) -> dict:
     import torch
     from datasets import Dataset
     from peft import get_peft_model
@@ -231,6 +231,8 @@ def run_orpheus(size: str = "real", device: str = "cpu", steps: int = 2, tokens:
     from recipes.orpheus.training import OrpheusCollator, OrpheusTrainer
 
     started = time.perf_counter()
+    # The recipe's bf16 base weights at real size; the tiny rehearsal stays in fp32 (bf16 matmuls are slow on CPU).
+    dtype = dtype or ("bfloat16" if size == "real" else "float32")
     torch_dtype = getattr(torch, dtype)
     model = build_orpheus(size, torch_dtype, device)
     params = sum(p.numel() for p in model.parameters())
@@ -541,7 +543,8 @@ def markdown_table(results: list[dict], header: str) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['model']} | | | | | | | | FAILED: {r['error'][-300:]} |")
+            last = [line.strip() for line in r["error"].splitlines() if line.strip()][-1:] or ["(no output)"]
+            lines.append(f"| {r['model']} | | | | | | | | FAILED: {last[0][:300].replace('|', '/')} |")
             continue
         loss = ", ".join(f"{x:.3f}" for x in r["losses"])
         status = "ok" if not r["problems"] else "; ".join(r["problems"])
