@@ -381,8 +381,8 @@ def markdown(report: dict) -> str:
     if parts.get("snac", {}).get("status") == "ok":
         r = parts["snac"]
         rows.append(f"| SNAC encode, {r['clips']} clips / {r['audio_seconds']:.0f} s | one at a time "
-                    f"{r['x_real_time_one_at_a_time']:,.0f}x real time, batches of {r['batch_size']} "
-                    f"{r['x_real_time_batched']:,.0f}x ({r['ratio']:.2f}x) | - |")
+                    f"{r['x_real_time_one_at_a_time']:,.2f}x real time, batches of {r['batch_size']} "
+                    f"{r['x_real_time_batched']:,.2f}x ({r['ratio']:.2f}x) | - |")
     if parts.get("f5", {}).get("status") == "ok":
         r = parts["f5"]
         speeds = ", ".join(f"{k}: {v:,.0f}" for k, v in r["frames_per_s"].items())
