@@ -109,8 +109,11 @@ def step_timer():
 
 
 def snapshot_trainable(model, n: int = 6) -> dict:
-    """Copies of `n` trainable tensors spread over the model (first, last, between): enough to prove an update."""
-    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+    """Copies of `n` trainable tensors spread over the model (first, last, between): enough to prove an update.
+
+    Zero-initialised tensors are left out: behind a zero-initialised gate (Pocket's adaLN head, LoRA's B) they
+    legitimately receive no gradient for the first step or two (a real-size Pocket run flagged such a bias)."""
+    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad and bool(p.detach().ne(0).any())]
     picks = {round(i * (len(named) - 1) / max(n - 1, 1)) for i in range(n)}
     return {named[i][0]: named[i][1].detach().float().cpu().clone() for i in sorted(picks)}
 
