@@ -9,7 +9,7 @@ OUT ?= outputs
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 .PHONY: help install install-gpu lock upgrade-check system-deps test slow_test demo eval-demo orpheus-lora-demo f5-demo xtts-demo xtts-ca-demo pocket-demo \
-	prove-learning bench repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
+	prove-learning bench real-size-smoke gpu-check repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
 
 help:
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -106,6 +106,12 @@ bench: install ## benchmarks: each prints figures next to a baseline measured in
 	$(OFFLINE) $(PY) benchmarks/orpheus_throughput.py
 	$(OFFLINE) $(PY) benchmarks/f5_throughput.py
 	$(OFFLINE) $(PY) benchmarks/pocket_distill_rtf.py
+
+real-size-smoke: install ## every recipe at its real architecture (random weights), 2 steps each on CPU -> outputs/real_size/results.md
+	$(OFFLINE) $(PY) benchmarks/real_size_smoke.py --out $(OUT)/real_size
+
+gpu-check: install ## run first on a GPU (<= 8 min, offline): throughput, MFU, memory of every recipe -> outputs/gpu_check/
+	$(OFFLINE) $(PY) benchmarks/gpu_check.py --out $(OUT)/gpu_check
 
 # ---- real runs (GPU, real base weights; DATA=<prepared dataset> overrides the config's dataset) ---------
 repro-orpheus: install ## Orpheus-3B Catalan dialect pretraining (8 GPUs, FSDP2)

@@ -99,6 +99,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed runs per trainer, in alternating order after one untimed warm-up each; the best "
                              "run counts (a shared machine's load and first-run costs would otherwise decide the ratio)")
+    parser.add_argument("--no_warmup", dest="warmup", action="store_false",
+                        help="skip the untimed warm-up run of each trainer (the GPU check's CPU rehearsal)")
     args = parser.parse_args(argv)
 
     import torch
@@ -125,7 +127,8 @@ def main(argv=None):
     }
     timings: dict[str, list[tuple[float, int]]] = {name: [] for name in runners}
     # warm-up (untimed), then alternate the order so neither trainer always runs first
-    order = list(runners) + [name for i in range(args.repeats) for name in (list(runners) if i % 2 else list(runners)[::-1])]
+    warmup = list(runners) if args.warmup else []
+    order = warmup + [name for i in range(args.repeats) for name in (list(runners) if i % 2 else list(runners)[::-1])]
     for i, name in enumerate(order):
         try:
             result = runners[name](work / f"run{i}")
@@ -135,7 +138,7 @@ def main(argv=None):
             timings.pop(name, None)
             order = [n for n in order if n != name]
             continue
-        if i >= 2:
+        if i >= len(warmup):
             timings[name].append(result)
 
     frames = frames_per_epoch * args.epochs
@@ -149,6 +152,9 @@ def main(argv=None):
         print(f"{name:34s} {runs[0][1]:8d} {seconds[0]:8.2f} {seconds[len(seconds) // 2]:9.2f} {frames / seconds[0]:16.0f}")
     if len(best) == 2:
         print(f"\nratio ours/upstream frames/s (best of {args.repeats} each): {best[upstream_name] / best[ours_name]:.2f}x")
+    return {"frames": frames, "frames_per_s": {name: frames / s for name, s in best.items()},
+            "updates": {name: runs[0][1] for name, runs in timings.items() if runs},
+            "ratio_ours_over_upstream": best[upstream_name] / best[ours_name] if len(best) == 2 else None}
 
 
 if __name__ == "__main__":
