@@ -34,12 +34,25 @@ class EMACallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.ema is not None:
             self.ema.update()
+            if control.should_save:
+                # Written now, before the Trainer saves checkpoint-N (trainer_state.json last): a kill -9 during
+                # the save leaves a checkpoint without trainer_state.json, which resume_checkpoint skips.
+                self.save(args, state)
 
     def on_save(self, args, state, control, **kwargs):
-        if self.ema is not None:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            folder.mkdir(parents=True, exist_ok=True)
-            torch.save(self.ema.state_dict(), folder / "ema.pt")
+        # Saves decided elsewhere than at a step end (epoch ends) did not pass through on_step_end.
+        if self.ema is not None and not (self.folder(args, state) / "ema.pt").is_file():
+            self.save(args, state)
+
+    @staticmethod
+    def folder(args, state) -> Path:
+        return Path(args.output_dir) / f"checkpoint-{state.global_step}"
+
+    def save(self, args, state):
+        folder = self.folder(args, state)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.ema.state_dict(), folder / "ema.pt.tmp")
+        os.replace(folder / "ema.pt.tmp", folder / "ema.pt")
 
     def on_train_end(self, args, state, control, **kwargs):
         # load_best_model_at_end restores the best online weights; keep the EMA of that same checkpoint.

@@ -152,12 +152,21 @@ def make_callbacks(ema, sample_fn):
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             ema.update(model.flow_lm)
+            if control.should_save:
+                # Before the Trainer's own save (trainer_state.json last): a kill -9 mid-save leaves a
+                # checkpoint that resume_checkpoint skips, never one with trainer state but no EMA.
+                self.save(args, state)
 
         def on_save(self, args, state, control, **kwargs):
+            if not (Path(args.output_dir) / f"checkpoint-{state.global_step}" / "ema.safetensors").is_file():
+                self.save(args, state)  # saves decided at an epoch end did not pass through on_step_end
+
+        def save(self, args, state):
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 folder.mkdir(parents=True, exist_ok=True)
-                safetensors.torch.save_file(ema.state_dict(), str(folder / "ema.safetensors"))
+                safetensors.torch.save_file(ema.state_dict(), str(folder / "ema.safetensors.tmp"))
+                os.replace(folder / "ema.safetensors.tmp", folder / "ema.safetensors")
 
     class SampleCallback(TrainerCallback):
         def on_evaluate(self, args, state, control, model=None, **kwargs):
@@ -291,8 +300,8 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
         model=model, args=training_args, train_dataset=train_set,
         eval_dataset=eval_set if training_args.eval_strategy != "no" else None,
         data_collator=collator, callbacks=make_callbacks(ema, synthesize_samples))
-    checkpoint = resume_checkpoint(training_args)
-    if checkpoint and os.path.isfile(Path(checkpoint) / "ema.safetensors"):
+    checkpoint = resume_checkpoint(training_args, required_files=["ema.safetensors"])
+    if checkpoint:
         ema.load_state_dict(safetensors.torch.load_file(str(Path(checkpoint) / "ema.safetensors")))
         logger.info("restored the weight EMA from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
