@@ -59,7 +59,9 @@ def add_processing_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num_proc", type=int, default=None, help="processes for decoding/resampling")
     g.add_argument("--cache_dir", default=None,
-                   help="scratch folder for processed audio (default: OUTPUT_DIR/cache, removed at the end)")
+                   help="scratch folder for processed shards (default: OUTPUT_DIR/cache, removed at the end). After a "
+                        "crash or kill, rerunning the same command resumes from the shards finished there")
+    g.add_argument("--shard_size", type=int, default=1000, help="rows per resumable shard")
 
 
 def processing_config(args):
@@ -72,6 +74,7 @@ def processing_config(args):
         max_chars_per_second=args.max_chars_per_second, min_per_speaker=args.min_per_speaker,
         max_per_speaker=args.max_per_speaker or None, validation_fraction=args.validation_fraction,
         speaker_disjoint_validation=args.speaker_disjoint_validation, seed=args.seed, num_proc=args.num_proc,
+        shard_size=args.shard_size,
         cache_dir=args.cache_dir or (os.path.join(args.output_dir, "cache") if getattr(args, "output_dir", None) else None),
     )
 
