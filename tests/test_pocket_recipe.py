@@ -400,3 +400,29 @@ def test_24_layer_teacher_bf16_step_on_gpu(tokenizer, demo_splits):
     model = _real_config_step("english_2026-04_24l", "cuda", tokenizer, demo_splits, torch.bfloat16)
     assert sum(p.numel() for p in model.flow_lm.parameters()) > 300e6
     print(f"peak GPU memory for 2 clips: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+@pytest.mark.slow
+def test_kill_9_and_rerun_matches_the_uninterrupted_run(tmp_path):
+    """SIGKILL during checkpoint-4's save (weights written, trainer_state.json not yet), rerun the same command:
+    it falls back to checkpoint-2, and every logged loss, the weight EMA and the latent statistics equal the
+    uninterrupted run's (prompt choice, distillation branch and stats counter are all resumable state)."""
+    from safetensors.torch import load_file
+
+    from tests.kill_resume import losses, straight_and_killed
+
+    argv = ["--config", str(ROOT / "recipes/pocket/configs/demo.yaml"), "--languages", "fr", "es",
+            "--max_steps", "6", "--save_steps", "2", "--eval_strategy", "no", "--per_device_train_batch_size", "2",
+            "--logging_steps", "1", "--report_to", "none", "--lsd_distill_prob", "0.5"]
+    straight, resumed, log = straight_and_killed("recipes.pocket.finetune_multilingual", argv, tmp_path,
+                                                 "mid_save", 4)
+    assert "Skipping" in log and "checkpoint-4: no trainer_state.json" in log
+    assert sorted(losses(straight)) == list(range(1, 7))
+    assert losses(resumed) == losses(straight)
+    diagnostics = [{e["step"]: e.get("train/flow_diag") for e in s["log_history"]} for s in (straight, resumed)]
+    assert diagnostics[0] == diagnostics[1]
+    exports = [load_file(str(tmp_path / name / "pocket_tts" / "model.safetensors")) for name in ("straight", "killed")]
+    assert exports[0].keys() == exports[1].keys()
+    assert any(k.endswith("emb_mean") for k in exports[0])  # the latent statistics are exported
+    for key in exports[0]:
+        assert torch.equal(exports[0][key], exports[1][key]), key

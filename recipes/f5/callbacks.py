@@ -78,6 +78,14 @@ class AudioSamplesCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         if not state.is_world_process_zero or not self.args.sample_texts:
             return
+        # Sampling draws noise, and the first call builds the (random demo) vocoder from a fixed seed: both on a
+        # forked RNG, else the training RNG after an evaluation depends on whether this process built the
+        # vocoder already, and a run resumed from a checkpoint draws other noise than the uninterrupted one.
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            self._sample(args, state, model)
+
+    def _sample(self, args, state, model):
         from recipes.f5.checkpoints import load_vocoder
         from recipes.f5.generate import synthesize_with_reference
 

@@ -235,7 +235,6 @@ class PocketCollator:
     use_language_tag: bool = False
     seed: int = 0
     text_options: dict = field(default_factory=dict)  # `text_options(model config)`: as at inference
-    _rng: random.Random = field(default=None, init=False, repr=False)
     _sp: object = field(default=None, init=False, repr=False)
 
     def _tokenizer(self):
@@ -243,20 +242,32 @@ class PocketCollator:
             import sentencepiece
 
             self._sp = sentencepiece.SentencePieceProcessor(model_file=self.tokenizer_path)
-            self._rng = random.Random(self.seed + os.getpid())
         return self._sp
+
+    def _batch_rng(self, features: list[dict]) -> random.Random:
+        """Prompt choice and crop for this batch, from the seed and the batch's rows only.
+
+        Not a generator carried across batches: that state lives in the collator (in a dataloader worker, with
+        several of them), is not in any checkpoint, and a resumed run would draw other prompts than the
+        uninterrupted one. Shuffled epochs give other batches, hence other prompt choices, each epoch.
+        """
+        import hashlib
+
+        key = "\x1f".join(str(row.get("id", row.get("text"))) for row in features)
+        return random.Random(int.from_bytes(hashlib.sha256(f"{self.seed}\x1e{key}".encode()).digest()[:8], "big"))
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         from data_prep.audio import decode_audio
 
         sp = self._tokenizer()
+        rng = self._batch_rng(features)
         targets, prompts, token_ids = [], [], []
         for row in features:
             wave, _ = decode_audio(row["audio"], target_sr=self.sampling_rate)
             targets.append(trim_trailing_silence(wave, self.sampling_rate))
-            other = self.prompt_pool[self._rng.choice(row["prompt_candidates"])]
+            other = self.prompt_pool[rng.choice(row["prompt_candidates"])]
             prompt_wave, _ = decode_audio(other["audio"], target_sr=self.sampling_rate)
-            prompts.append(prepare_prompt(prompt_wave, self.sampling_rate, self.max_prompt_seconds, self._rng))
+            prompts.append(prepare_prompt(prompt_wave, self.sampling_rate, self.max_prompt_seconds, rng))
             text = normalize_text(row["text"], row_language(row), self.use_language_tag, self.text_options)
             ids = sp.encode(text, out_type=int)
             if not ids:

@@ -268,6 +268,12 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
         by_language.setdefault(row_language(row), []).append(i)
 
     def synthesize_samples(trained_model, step: int):
+        # On a forked RNG: the seeded sampling below must not reset the training RNG (a resumed run would
+        # otherwise draw differently from the uninterrupted one after each evaluation).
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+            _synthesize_samples(trained_model, step)
+
+    def _synthesize_samples(trained_model, step: int):
         was_training = trained_model.training
         trained_model.eval()
         backup = ema.copy_to(trained_model.flow_lm)
