@@ -445,6 +445,10 @@ def process_rows(raw, cfg: ProcessingConfig, work_dir: str | None = None):
 
     progress = tqdm(total=n_shards, initial=n_shards - len(todo), desc="decode, check, resample", unit="shard")
     if cfg.num_proc and len(todo) > 1:
+        # Import the decoder once here: forked workers inherit it instead of each importing torch(codec) again.
+        from data_prep.audio import warm_up_decoder
+
+        warm_up_decoder()
         # At most two shards per worker in flight: Pool.imap would read every shard's rows up front.
         with multiprocessing.get_context("fork").Pool(cfg.num_proc, initializer=_die_with_parent) as pool:
             pending = deque()
