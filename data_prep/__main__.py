@@ -64,7 +64,9 @@ def add_processing_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--trim_keep_before_s", type=float, default=0.1)
     g.add_argument("--trim_keep_after_s", type=float, default=0.2)
     g.add_argument("--cache_dir", default=None,
-                   help="scratch folder for processed audio (default: OUTPUT_DIR/cache, removed at the end)")
+                   help="scratch folder for processed shards (default: OUTPUT_DIR/cache, removed at the end). After a "
+                        "crash or kill, rerunning the same command resumes from the shards finished there")
+    g.add_argument("--shard_size", type=int, default=1000, help="rows per resumable shard")
 
 
 def processing_config(args):
@@ -79,6 +81,7 @@ def processing_config(args):
         speaker_disjoint_validation=args.speaker_disjoint_validation, seed=args.seed, num_proc=args.num_proc,
         trim_silence=args.trim_silence, trim_keep_before_s=args.trim_keep_before_s,
         trim_keep_after_s=args.trim_keep_after_s,
+        shard_size=args.shard_size,
         cache_dir=args.cache_dir or (os.path.join(args.output_dir, "cache") if getattr(args, "output_dir", None) else None),
     )
 

@@ -36,6 +36,12 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(np.asarray(samples, dtype=np.float32), orig_sr, target_sr, quality="VHQ").astype(np.float32)
 
 
+def warm_up_decoder() -> None:
+    """Import the decoder stack (torchcodec pulls in much of torch): before forking workers, so they share it."""
+    import soxr  # noqa: F401
+    from torchcodec.decoders import AudioDecoder  # noqa: F401
+
+
 def _decode_file_or_bytes(source: str | bytes) -> tuple[np.ndarray, int]:
     """Decode with torchcodec (FFmpeg: mp3, flac, wav, ogg, ...). Returns (channels, n) and rate."""
     from torchcodec.decoders import AudioDecoder

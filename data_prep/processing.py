@@ -54,6 +54,9 @@ class ProcessingConfig:
     trim_silence: bool = False
     trim_keep_before_s: float = 0.1
     trim_keep_after_s: float = 0.2
+    # rows per resumable shard: each finished shard is on disk (kept rows + skips) and a rerun after a crash
+    # or kill -9 starts at the first unfinished one
+    shard_size: int = 1000
 
     def __post_init__(self):
         if self.normalize not in NORMALIZATIONS:
@@ -67,6 +70,8 @@ class ProcessingConfig:
         self.allowed_channels = tuple(int(c) for c in self.allowed_channels)
         if self.num_proc is not None and self.num_proc < 2:
             self.num_proc = None  # datasets runs in-process for None
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -323,54 +328,185 @@ def balance_speakers(dataset, min_per_speaker: int = 5, max_per_speaker: int | N
 # The pipeline
 # ----------------------------------------------------------------------------------------------
 
-def process_rows(raw, cfg: ProcessingConfig, figures: dict | None = None):
+# Shards: the unit of work and of resume. A shard is finished when its skips file exists; its kept rows are
+# renamed into place before that, so a kill -9 at any point leaves whole shards or nothing of a shard.
+_RESULT_COLUMNS = ("id", "text", "speaker", "dialect", "language", "duration", "source")
+
+
+def _work_key(raw, cfg: ProcessingConfig) -> str:
+    """Identity of (rows, settings): a rerun with the same arguments finds its finished shards, any other
+    source content or setting starts a fresh folder. Audio is identified by its path (or byte count)."""
+    import hashlib
+    import json
+
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("num_proc", "cache_dir")}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    columns = [c for c in ("id", "audio", "text", "speaker", "dialect", "language", "source", "expected_duration",
+                           PRE_SKIP_COLUMN) if c in raw.column_names]
+    for batch in raw.select_columns(columns).iter(batch_size=10_000):
+        for name in columns:
+            values = batch[name]
+            if name == "audio":
+                values = [v if isinstance(v, str) else
+                          (v.get("path"), len(v.get("bytes") or b"")) if isinstance(v, dict) else repr(v)
+                          for v in values]
+            digest.update(json.dumps(values, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _duplicate_rows(raw) -> set[int]:
+    """Rows whose id an earlier row already has (they would collide in the dataset and in LJSpeech exports)."""
+    seen: set[str] = set()
+    duplicates: set[int] = set()
+    index = 0
+    for batch in raw.select_columns(["id"]).iter(batch_size=50_000):
+        for clip_id in batch["id"]:
+            if clip_id in seen:
+                duplicates.add(index)
+            seen.add(clip_id)
+            index += 1
+    return duplicates
+
+
+def _shard_paths(folder: str, index: int) -> tuple[str, str]:
+    return os.path.join(folder, f"kept-{index:06d}.arrow"), os.path.join(folder, f"skips-{index:06d}.json")
+
+
+def _process_shard(task) -> int:
+    """Process one shard of raw rows and write its kept rows and its skips (in a worker process)."""
+    import json
+
+    from datasets.arrow_writer import ArrowWriter
+
+    folder, index, rows, duplicates, cfg, features = task
+    kept_path, skips_path = _shard_paths(folder, index)
+    tmp = f".tmp-{os.getpid()}"
+    skipped, trims = [], []
+    with ArrowWriter(features=features, path=kept_path + tmp, writer_batch_size=64) as writer:
+        for i, example in enumerate(rows):
+            if i in duplicates:
+                skipped.append(asdict_skip(example["id"], example["source"], "duplicate_id",
+                                           "another row already has this id"))
+                continue
+            try:
+                out = _process_example(example, cfg)
+            except Exception as err:  # one bad row must never stop a run of millions: count it, with the cause
+                out = {"skip_reason": "processing_error", "skip_detail": f"{type(err).__name__}: {err}"}
+            if out["skip_reason"]:
+                name = _cell_name(example.get("audio"))
+                skipped.append(asdict_skip(example["id"], name if name not in ("<array>", "<bytes>") else
+                                           example["source"], out["skip_reason"], out["skip_detail"]))
+                continue
+            if cfg.trim_silence:
+                trims.append((float(out["trim_start_s"]), float(out["trim_end_s"]), bool(out["trim_speech"])))
+            row = {name: example.get(name) for name in _RESULT_COLUMNS}
+            row.update(text=out["text"], duration=out["duration"],
+                       audio={"bytes": out["processed_audio"], "path": None})
+            writer.write(features.encode_example(row))
+        writer.finalize()
+    os.replace(kept_path + tmp, kept_path)
+    with open(skips_path + tmp, "w", encoding="utf-8") as f:
+        json.dump({"skips": skipped, "trim": trims}, f, ensure_ascii=False)
+    os.replace(skips_path + tmp, skips_path)  # last: marks the shard finished
+    return index
+
+
+def _die_with_parent() -> None:
+    """Pool workers of a parent killed with kill -9 would wait on the task queue forever; on Linux ask the
+    kernel to kill them with it (the rerun then starts clean)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def asdict_skip(row_id, file, reason, detail) -> dict:
+    return {"id": str(row_id), "file": str(file), "reason": reason, "detail": detail, "stage": "filter"}
+
+
+def process_rows(raw, cfg: ProcessingConfig, work_dir: str | None = None, figures: dict | None = None):
     """Decode/check/resample every raw row. Returns (schema Dataset of kept rows, SkipReport stage "filter").
 
-    With `cfg.trim_silence`, `figures["trim"]` receives (start_cut_s, end_cut_s, speech_found) per kept row."""
-    from datasets import Audio
+    With `cfg.trim_silence`, `figures["trim"]` receives (start_cut_s, end_cut_s, speech_found) per kept row.
+
+    Rows go through in shards of `cfg.shard_size` (in `cfg.num_proc` worker processes), each written to
+    `work_dir` as it finishes, so memory does not grow with the corpus and a rerun of the same command after a
+    crash or kill -9 resumes at the first unfinished shard (same rows and settings: same folder, see
+    `_work_key`). Without `work_dir` the shards go to a temporary folder and the result is loaded into memory.
+    """
+    import json
+    import multiprocessing
+    import shutil
+    import tempfile
+    from collections import deque
+
+    from datasets import Dataset, Value, concatenate_datasets
+    from tqdm.auto import tqdm
+
+    features = schema_features(cfg.sampling_rate)
+    features["source"] = Value("string")
+    temporary = work_dir is None
+    base = tempfile.mkdtemp(prefix="data_prep_shards_") if temporary else work_dir
+    folder = os.path.join(base, f"shards-{_work_key(raw, cfg)}")
+    os.makedirs(folder, exist_ok=True)
+    duplicates = _duplicate_rows(raw)
+    n_shards = -(-len(raw) // cfg.shard_size)
+    todo = [k for k in range(n_shards) if not os.path.exists(_shard_paths(folder, k)[1])]
+    if len(todo) < n_shards:
+        print(f"resuming: {n_shards - len(todo)} of {n_shards} shards already done in {folder}")
+
+    def tasks():
+        for k in todo:
+            start, stop = k * cfg.shard_size, min((k + 1) * cfg.shard_size, len(raw))
+            rows = raw.select(range(start, stop)).to_list()
+            yield folder, k, rows, {i - start for i in range(start, stop) if i in duplicates}, cfg, features
+
+    progress = tqdm(total=n_shards, initial=n_shards - len(todo), desc="decode, check, resample", unit="shard")
+    if cfg.num_proc and len(todo) > 1:
+        # Import the decoder once here: forked workers inherit it instead of each importing torch(codec) again.
+        from data_prep.audio import warm_up_decoder
+
+        warm_up_decoder()
+        # At most two shards per worker in flight: Pool.imap would read every shard's rows up front.
+        with multiprocessing.get_context("fork").Pool(cfg.num_proc, initializer=_die_with_parent) as pool:
+            pending = deque()
+            for task in tasks():
+                pending.append(pool.apply_async(_process_shard, (task,)))
+                while len(pending) >= 2 * cfg.num_proc:
+                    pending.popleft().get()
+                    progress.update()
+            while pending:
+                pending.popleft().get()
+                progress.update()
+    else:
+        for task in tasks():
+            _process_shard(task)
+            progress.update()
+    progress.close()
 
     skips = SkipReport()
-    # duplicate ids would collide in the dataset and in LJSpeech exports: count all but the first
-    first_seen: set[str] = set()
-    duplicate_rows: list[int] = []
-    for index, clip_id in enumerate(raw["id"]):
-        if clip_id in first_seen:
-            duplicate_rows.append(index)
-        first_seen.add(clip_id)
-    if duplicate_rows:
-        duplicates = raw.select(duplicate_rows)
-        for clip_id, source in zip(duplicates["id"], duplicates["source"]):
-            skips.add(clip_id, source, "duplicate_id", "another row already has this id")
-        dup = set(duplicate_rows)
-        raw = raw.select([i for i in range(len(raw)) if i not in dup])
-
-    cache_file = None
-    if cfg.cache_dir:
-        import uuid
-
-        os.makedirs(cfg.cache_dir, exist_ok=True)
-        cache_file = os.path.join(cfg.cache_dir, f"processed-{uuid.uuid4().hex}.arrow")
-    processed = raw.map(_process_example, fn_kwargs={"cfg": cfg}, num_proc=cfg.num_proc,
-                        cache_file_name=cache_file, desc="decode, check, resample")
-    reasons = processed["skip_reason"]
-    rejected = [i for i, r in enumerate(reasons) if r]
-    if rejected:
-        bad = processed.select(rejected).select_columns(["id", "audio", "source", "skip_reason", "skip_detail"])
-        audio_column = bad["audio"]
-        for row_id, audio, source, reason, detail in zip(bad["id"], audio_column, bad["source"], bad["skip_reason"],
-                                                         bad["skip_detail"]):
-            name = _cell_name(audio)
-            skips.add(row_id, name if name not in ("<array>", "<bytes>") else source, reason, detail)
-    kept = processed.select([i for i, r in enumerate(reasons) if not r])
-    if cfg.trim_silence and figures is not None:
-        figures.setdefault("trim", []).extend(zip(kept["trim_start_s"], kept["trim_end_s"], kept["trim_speech"]))
-    drop = [c for c in kept.column_names if c not in ("id", "processed_audio", "text", "speaker", "dialect",
-                                                     "language", "duration", "source")]
-    kept = kept.remove_columns(drop).rename_column("processed_audio", "audio")
-    features = schema_features(cfg.sampling_rate)
-    features["source"] = raw.features["source"]
-    kept = kept.cast(features)
-    return kept.cast_column("audio", Audio(sampling_rate=cfg.sampling_rate)), skips
+    parts = []
+    for k in range(n_shards):
+        kept_path, skips_path = _shard_paths(folder, k)
+        with open(skips_path, encoding="utf-8") as f:
+            shard = json.load(f)
+        for skip in shard["skips"]:
+            skips.add(**skip)
+        if cfg.trim_silence and figures is not None:
+            figures.setdefault("trim", []).extend(tuple(x) for x in shard["trim"])
+        part = Dataset.from_file(kept_path, in_memory=temporary)
+        if len(part):
+            parts.append(part)
+    kept = concatenate_datasets(parts) if parts else Dataset.from_dict(
+        {name: [] for name in features}, features=features)
+    if temporary:
+        shutil.rmtree(base, ignore_errors=True)
+    return kept, skips
 
 
 def prepare(sources: SourceResult | list[SourceResult], cfg: ProcessingConfig | None = None) -> PreparedData:
@@ -387,7 +523,7 @@ def prepare(sources: SourceResult | list[SourceResult], cfg: ProcessingConfig | 
         raw = source.dataset
         if len(raw) == 0:
             continue
-        kept, filter_skips = process_rows(raw, cfg, figures)
+        kept, filter_skips = process_rows(raw, cfg, work_dir=cfg.cache_dir, figures=figures)
         skips.extend(filter_skips)
         kept_parts.append(kept)
     if not kept_parts or sum(len(p) for p in kept_parts) == 0:

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -38,17 +38,32 @@ class SourceResult:
     description: dict = field(default_factory=dict)
 
 
-def records_to_dataset(records: list[dict]):
-    """Raw rows -> `datasets.Dataset` with fixed column types (works for zero rows too)."""
-    from datasets import Dataset, Features, Value
+RAW_FEATURES_SPEC = {"id": "string", "audio": "string", "text": "string", "speaker": "string", "dialect": "string",
+                     "language": "string", "source": "string", "expected_duration": "float64"}
 
-    features = Features({
-        "id": Value("string"), "audio": Value("string"), "text": Value("string"), "speaker": Value("string"),
-        "dialect": Value("string"), "language": Value("string"), "source": Value("string"),
-        "expected_duration": Value("float64"),
-    })
-    columns = {name: [r.get(name) for r in records] for name in RAW_COLUMNS}
-    return Dataset.from_dict(columns, features=features)
+
+def records_to_dataset(records: Iterable[dict]):
+    """Raw rows -> `datasets.Dataset` with fixed column types (works for zero rows too).
+
+    Rows are streamed into an Arrow file in a scratch folder and memory-mapped back, so a source of millions
+    of clips never holds them as Python objects (the folder goes when the dataset is garbage-collected).
+    """
+    import tempfile
+    import weakref
+
+    from datasets import Dataset, Features, Value
+    from datasets.arrow_writer import ArrowWriter
+
+    features = Features({name: Value(kind) for name, kind in RAW_FEATURES_SPEC.items()})
+    scratch = tempfile.TemporaryDirectory(prefix="data_prep_raw_")
+    path = os.path.join(scratch.name, "raw.arrow")
+    with ArrowWriter(features=features, path=path, writer_batch_size=10_000) as writer:
+        for record in records:
+            writer.write({name: record.get(name) for name in RAW_COLUMNS})
+        writer.finalize()
+    dataset = Dataset.from_file(path)
+    weakref.finalize(dataset, scratch.cleanup)
+    return dataset
 
 
 def _as_mapping(mapping: DialectMapping | str | os.PathLike | dict | None, keep_unmapped: bool) -> DialectMapping:
@@ -61,10 +76,18 @@ def _as_mapping(mapping: DialectMapping | str | os.PathLike | dict | None, keep_
 # Common Voice
 # ----------------------------------------------------------------------------------------------
 
+def _iter_tsv(path: Path) -> Iterator[dict]:
+    """Rows of a Common Voice TSV, one at a time (validated.tsv of a big locale has millions).
+
+    Common Voice writes TSVs without quoting; sentences may contain quote characters. Bytes that are not
+    UTF-8 become U+FFFD, which the text check turns into a counted `garbage_text` skip for that row only.
+    """
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        yield from csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+
+
 def _read_tsv(path: Path) -> list[dict]:
-    # Common Voice writes TSVs without quoting; sentences may contain quote characters.
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return list(_iter_tsv(path))
 
 
 def _find_locale_dir(path: Path, locale: str | None) -> Path:
@@ -108,57 +131,74 @@ def from_common_voice(
         raise FileNotFoundError(f"{locale_dir}: no validated.tsv or train/dev/test.tsv found")
     durations: dict[str, float] = {}
     if (locale_dir / "clip_durations.tsv").exists():
-        for row in _read_tsv(locale_dir / "clip_durations.tsv"):
+        for row in _iter_tsv(locale_dir / "clip_durations.tsv"):
             try:
                 durations[row["clip"]] = float(row["duration[ms]"]) / 1000.0
             except (KeyError, TypeError, ValueError):
                 continue
     fallback_dialect = locale if default_dialect is None else default_dialect
 
-    records, skips, seen = [], SkipReport(), set()
-    for split in splits:
-        tsv = locale_dir / f"{split}.tsv"
-        if not tsv.exists():
-            raise FileNotFoundError(f"{tsv} not found; available: {sorted(p.name for p in locale_dir.glob('*.tsv'))}")
-        rows = _read_tsv(tsv)
-        if rows:
-            require_columns(rows[0].keys(), CV_REQUIRED_COLUMNS, what=str(tsv))
-        for line_number, row in enumerate(tqdm(rows, desc=f"reading {tsv.name}", unit="row", mininterval=1.0), start=2):
-            clip = row["path"]
-            if clip in seen:  # validated.tsv and train.tsv overlap when both are asked for
-                continue
-            seen.add(clip)
-            clip_id = Path(clip).stem
-            audio_path = locale_dir / "clips" / clip
-            where = f"{tsv.name}:{line_number}"
-            if vote_filter:
-                up, down = _int(row.get("up_votes")), _int(row.get("down_votes"))
-                if not up > down:
-                    skips.add(clip_id, str(audio_path), "votes", f"{where}: up_votes={up} <= down_votes={down}", "source")
-                    continue
-            variant = (row.get("variant") or "").strip()
-            accents = [a.strip() for a in (row.get("accents") or "").replace("|", ",").split(",") if a.strip()]
-            labels = ([variant] if variant else []) + accents
-            if labels:
-                dialect = dialect_mapping.first_match(labels)
-                if dialect is None:
-                    skips.add(clip_id, str(audio_path), "unmapped_dialect",
-                              f"{where}: labels {labels} are not in the dialect mapping; add them to the mapping file "
-                              "or pass --keep_unmapped", "source")
-                    continue
-            elif fallback_dialect:
-                dialect = fallback_dialect
-            else:
-                skips.add(clip_id, str(audio_path), "no_dialect_label", f"{where}: empty variant and accents", "source")
-                continue
-            records.append({
-                "id": clip_id, "audio": str(audio_path), "text": row["sentence"], "speaker": row["client_id"],
-                "dialect": dialect, "language": (row.get("locale") or locale).strip(), "source": f"common_voice:{where}",
-                "expected_duration": durations.get(clip),
-            })
+    skips, seen = SkipReport(), {}
+
+    def records():
+        for split in splits:
+            tsv = locale_dir / f"{split}.tsv"
+            if not tsv.exists():
+                raise FileNotFoundError(f"{tsv} not found; available: {sorted(p.name for p in locale_dir.glob('*.tsv'))}")
+            for line_number, row in enumerate(tqdm(_iter_tsv(tsv), desc=f"reading {tsv.name}", unit="row",
+                                                   mininterval=1.0), start=2):
+                if line_number == 2:
+                    require_columns(row.keys(), CV_REQUIRED_COLUMNS, what=str(tsv))
+                record = _common_voice_record(row, f"{tsv.name}:{line_number}")
+                if record is not None:
+                    yield record
+
+    def _common_voice_record(row: dict, where: str) -> dict | None:
+        clip = row.get("path")
+        if not clip or None in row or row.get("sentence") is None or row.get("client_id") is None:
+            # a line with too few or too many tab-separated fields (e.g. a sentence with a tab or newline)
+            extra = f" and {len(row[None])} extra field(s)" if None in row else ""
+            skips.add(Path(clip).stem if clip else where, str(locale_dir / "clips" / (clip or "")), "bad_tsv_row",
+                      f"{where}: {sum(v is not None for k, v in row.items() if k is not None)} of {len(row) - (None in row)} "
+                      f"fields{extra}; fix the line (tabs or line breaks inside the sentence?)", "source")
+            return None
+        if clip in seen:  # a repeated line, or validated.tsv and train.tsv overlapping when both are asked for
+            skips.add(Path(clip).stem, str(locale_dir / "clips" / clip), "duplicate_id",
+                      f"{where}: clip {clip} is already listed at {seen[clip]}", "source")
+            return None
+        seen[clip] = where
+        clip_id = Path(clip).stem
+        audio_path = locale_dir / "clips" / clip
+        if vote_filter:
+            up, down = _int(row.get("up_votes")), _int(row.get("down_votes"))
+            if not up > down:
+                skips.add(clip_id, str(audio_path), "votes", f"{where}: up_votes={up} <= down_votes={down}", "source")
+                return None
+        variant = (row.get("variant") or "").strip()
+        accents = [a.strip() for a in (row.get("accents") or "").replace("|", ",").split(",") if a.strip()]
+        labels = ([variant] if variant else []) + accents
+        if labels:
+            dialect = dialect_mapping.first_match(labels)
+            if dialect is None:
+                skips.add(clip_id, str(audio_path), "unmapped_dialect",
+                          f"{where}: labels {labels} are not in the dialect mapping; add them to the mapping file "
+                          "or pass --keep_unmapped", "source")
+                return None
+        elif fallback_dialect:
+            dialect = fallback_dialect
+        else:
+            skips.add(clip_id, str(audio_path), "no_dialect_label", f"{where}: empty variant and accents", "source")
+            return None
+        return {
+            "id": clip_id, "audio": str(audio_path), "text": row["sentence"], "speaker": row["client_id"],
+            "dialect": dialect, "language": (row.get("locale") or locale).strip(), "source": f"common_voice:{where}",
+            "expected_duration": durations.get(clip),
+        }
+
+    dataset = records_to_dataset(records())
     description = {"kind": "common_voice", "path": str(locale_dir), "locale": locale, "splits": splits,
                    "vote_filter": vote_filter, "dialect_labels": dialect_mapping.labels}
-    return SourceResult(records_to_dataset(records), skips, description)
+    return SourceResult(dataset, skips, description)
 
 
 def _int(value: Any) -> int:
@@ -244,34 +284,52 @@ def from_folder(
     if not dialect and "dialect" not in levels:
         raise ValueError("from_folder needs --dialect or --label_levels containing 'dialect'")
 
-    records, skips = [], SkipReport()
-    audio_stems: set[Path] = set()
-    for file in tqdm(sorted(root.rglob("*")), desc=f"scanning {root.name}", unit="file", mininterval=1.0):
-        if file.suffix.lower() not in AUDIO_EXTENSIONS or not file.is_file():
-            continue
-        audio_stems.add(file.with_suffix(""))
-        labels = _labels_from_path(file.relative_to(root), levels)
-        clip_id = str(file.relative_to(root).with_suffix("")).replace(os.sep, "__")
-        transcript = next((file.with_suffix(ext) for ext in transcript_extensions if file.with_suffix(ext).exists()), None)
-        if transcript is None:
-            skips.add(clip_id, str(file), "missing_transcript",
-                      f"no {' or '.join(transcript_extensions)} file beside it", "source")
-            continue
-        records.append({
-            "id": clip_id, "audio": str(file), "text": transcript.read_text(encoding="utf-8").strip(),
-            "speaker": labels.get("speaker") or speaker or file.parent.name,
-            "dialect": labels.get("dialect") or dialect, "language": labels.get("language") or language or "",
-            "source": f"folder:{file.relative_to(root)}", "expected_duration": None,
-        })
-    for ext in transcript_extensions:
-        for transcript in sorted(root.rglob(f"*{ext}")):
-            if transcript.with_suffix("") not in audio_stems:
-                clip_id = str(transcript.relative_to(root).with_suffix("")).replace(os.sep, "__")
-                skips.add(clip_id, str(transcript), "missing",
-                          f"transcript without an audio file ({', '.join(AUDIO_EXTENSIONS)})", "source")
+    skips = SkipReport()
+
+    def records():
+        # One folder at a time (sorted, so the row order is the same on every run): a corpus of millions of
+        # files is never listed, or held, at once.
+        progress = tqdm(desc=f"scanning {root.name}", unit="file", mininterval=1.0)
+        for folder, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            folder = Path(folder)
+            names = set(filenames)
+            audio_stems = {Path(n).stem for n in filenames if Path(n).suffix.lower() in AUDIO_EXTENSIONS}
+            for name in sorted(filenames):
+                progress.update()
+                file = folder / name
+                suffix = file.suffix.lower()
+                clip_id = str(file.relative_to(root).with_suffix("")).replace(os.sep, "__")
+                if suffix in transcript_extensions and file.stem not in audio_stems:
+                    skips.add(clip_id, str(file), "missing",
+                              f"transcript without an audio file ({', '.join(AUDIO_EXTENSIONS)})", "source")
+                    continue
+                if suffix not in AUDIO_EXTENSIONS or not file.is_file():
+                    continue
+                labels = _labels_from_path(file.relative_to(root), levels)
+                transcript = next((file.with_suffix(ext) for ext in transcript_extensions
+                                   if file.with_suffix(ext).name in names), None)
+                if transcript is None:
+                    skips.add(clip_id, str(file), "missing_transcript",
+                              f"no {' or '.join(transcript_extensions)} file beside it", "source")
+                    continue
+                yield {
+                    "id": clip_id, "audio": str(file), "text": _read_transcript(transcript),
+                    "speaker": labels.get("speaker") or speaker or file.parent.name,
+                    "dialect": labels.get("dialect") or dialect, "language": labels.get("language") or language or "",
+                    "source": f"folder:{file.relative_to(root)}", "expected_duration": None,
+                }
+        progress.close()
+
+    dataset = records_to_dataset(records())
     description = {"kind": "folder", "path": str(root), "label_levels": label_levels, "speaker": speaker,
                    "dialect": dialect}
-    return SourceResult(records_to_dataset(records), skips, description)
+    return SourceResult(dataset, skips, description)
+
+
+def _read_transcript(path: Path) -> str:
+    """The transcript text; bytes that are not UTF-8 become U+FFFD (a counted `garbage_text` skip later)."""
+    return path.read_bytes().decode("utf-8", errors="replace").strip()
 
 
 def _labels_from_path(relative: Path, levels: list[str]) -> dict[str, str]:
@@ -286,30 +344,40 @@ def _labels_from_path(relative: Path, levels: list[str]) -> dict[str, str]:
 MANIFEST_AUDIO_KEYS = ("audio_path", "audio", "path", "file", "filename", "wav")
 
 
-def read_manifest_rows(path: str | os.PathLike) -> list[dict]:
+def iter_manifest_rows(path: str | os.PathLike) -> Iterator[dict]:
+    """Rows of a csv/tsv/json/jsonl manifest; csv, tsv and jsonl are read a line at a time."""
     path = Path(path)
     suffix = path.suffix.lower()
-    with open(path, encoding="utf-8", newline="") as f:
+    if suffix not in (".csv", ".tsv", ".json", ".jsonl"):
+        raise ValueError(f"{path}: manifest must be .csv, .tsv, .json or .jsonl")
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
         if suffix == ".jsonl":
-            rows = []
             for n, line in enumerate(f, start=1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        yield json.loads(line)
                     except json.JSONDecodeError as err:
                         raise ValueError(f"{path}:{n}: not valid JSON ({err}); fix or delete the line") from err
-            return rows
-        if suffix == ".json":
+        elif suffix == ".json":
             data = json.load(f)
             if isinstance(data, dict):  # {"data": [...]} or {"rows": [...]}
                 data = next((v for v in data.values() if isinstance(v, list)), None)
             if not isinstance(data, list):
                 raise ValueError(f"{path}: expected a JSON list of objects like "
                                  '[{"audio_path": ..., "text": ..., "language": ..., "duration": ...}]')
-            return data
-        if suffix in (".csv", ".tsv"):
-            return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
-    raise ValueError(f"{path}: manifest must be .csv, .tsv, .json or .jsonl")
+            yield from data
+        else:
+            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+            for row in reader:
+                # An unbalanced quote makes csv read the following lines into one field: rows would vanish.
+                if any(isinstance(v, str) and "\n" in v for v in row.values()):
+                    raise ValueError(f"{path}: the record ending at line {reader.line_num} spans several lines: an "
+                                     "unbalanced quote (\") in it swallows the lines after it. Fix or escape the quote.")
+                yield row
+
+
+def read_manifest_rows(path: str | os.PathLike) -> list[dict]:
+    return list(iter_manifest_rows(path))
 
 
 def from_manifest(
@@ -327,35 +395,49 @@ def from_manifest(
     manifest keys onto those names, e.g. {"text": "transcript"}.
     """
     path = Path(path)
-    rows = read_manifest_rows(path)
     column_map = dict(column_map or {})
-    records, skips = [], SkipReport()
-    for n, row in enumerate(rows, start=1):
-        row = {**row, **{schema: row[col] for schema, col in column_map.items() if col in row}}
-        where = f"{path.name} row {n}"
-        audio_key = next((k for k in MANIFEST_AUDIO_KEYS if row.get(k)), None)
-        if audio_key is None or "text" not in row:
-            raise SchemaError(f"{where}: needs an audio path ({' / '.join(MANIFEST_AUDIO_KEYS)}) and 'text'; "
-                              f"it has {sorted(row)}. Rename with --column_map text=<key>,audio_path=<key>.")
-        audio = Path(str(row[audio_key]))
-        audio = audio if audio.is_absolute() else path.parent / audio
-        row_language = row.get("language") or language or ""
-        row_dialect = row.get("dialect") or dialect or row_language
-        row_speaker = row.get("speaker") or speaker
-        if not row_dialect or not row_speaker:
-            raise SchemaError(f"{where}: no {'dialect' if not row_dialect else 'speaker'} (row keys {sorted(row)}); "
-                              "add it to the manifest or pass --dialect/--speaker for all rows.")
-        try:
-            expected = float(row["duration"]) if row.get("duration") not in (None, "") else None
-        except (TypeError, ValueError):
-            expected = None
-        records.append({
-            "id": str(row.get("id") or audio.stem), "audio": str(audio), "text": str(row.get("text") or ""),
-            "speaker": str(row_speaker), "dialect": str(row_dialect), "language": str(row_language),
-            "source": f"manifest:{where}", "expected_duration": expected,
-        })
-    description = {"kind": "manifest", "path": str(path), "rows": len(rows)}
-    return SourceResult(records_to_dataset(records), skips, description)
+    skips, count = SkipReport(), 0
+
+    def records():
+        nonlocal count
+        for n, row in enumerate(iter_manifest_rows(path), start=1):
+            count = n
+            where = f"{path.name} row {n}"
+            if not isinstance(row, dict):
+                skips.add(where, str(path), "bad_manifest_row", f"{where}: not an object: {str(row)[:80]!r}", "source")
+                continue
+            row = {**row, **{schema: row[col] for schema, col in column_map.items() if col in row}}
+            audio_key = next((k for k in MANIFEST_AUDIO_KEYS if row.get(k)), None)
+            if audio_key is None or "text" not in row:
+                raise SchemaError(f"{where}: needs an audio path ({' / '.join(MANIFEST_AUDIO_KEYS)}) and 'text'; "
+                                  f"it has {sorted(k for k in row if k is not None)}. Rename with --column_map "
+                                  "text=<key>,audio_path=<key>.")
+            if None in row:  # a csv line with more fields than the header (a broken quote, a stray comma)
+                skips.add(str(row.get("id") or Path(str(row[audio_key])).stem), str(row[audio_key]),
+                          "bad_manifest_row", f"{where}: {len(row[None])} field(s) more than the header; fix the "
+                          "quoting of that line", "source")
+                continue
+            audio = Path(str(row[audio_key]))
+            audio = audio if audio.is_absolute() else path.parent / audio
+            row_language = row.get("language") or language or ""
+            row_dialect = row.get("dialect") or dialect or row_language
+            row_speaker = row.get("speaker") or speaker
+            if not row_dialect or not row_speaker:
+                raise SchemaError(f"{where}: no {'dialect' if not row_dialect else 'speaker'} (row keys {sorted(row)}); "
+                                  "add it to the manifest or pass --dialect/--speaker for all rows.")
+            try:
+                expected = float(row["duration"]) if row.get("duration") not in (None, "") else None
+            except (TypeError, ValueError):
+                expected = None
+            yield {
+                "id": str(row.get("id") or audio.stem), "audio": str(audio), "text": str(row.get("text") or ""),
+                "speaker": str(row_speaker), "dialect": str(row_dialect), "language": str(row_language),
+                "source": f"manifest:{where}", "expected_duration": expected,
+            }
+
+    dataset = records_to_dataset(records())
+    description = {"kind": "manifest", "path": str(path), "rows": count}
+    return SourceResult(dataset, skips, description)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -65,17 +65,69 @@ def library_versions(packages: Iterable[str] = _VERSIONED_PACKAGES) -> dict[str,
     return versions
 
 
-def resume_checkpoint(training_args) -> str | None:
-    """The checkpoint to resume from: the explicit `resume_from_checkpoint`, else the last one in output_dir."""
-    from transformers.trainer_utils import get_last_checkpoint
+# What `Trainer.save_model` leaves in a checkpoint, one of: plain / sharded / PEFT weights, FSDP or DeepSpeed shards.
+_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                 "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
+_WEIGHT_PREFIXES = ("pytorch_model_fsdp", "global_step")
 
+
+def checkpoint_problem(folder: str | os.PathLike, required_files: Iterable[str] = ()) -> str | None:
+    """Why `folder` cannot be resumed from (a kill -9 left it half-written), or None when it is complete.
+
+    The Trainer writes the weights, optimizer, scheduler and RNG files first and `trainer_state.json` last, so
+    a readable `trainer_state.json` beside the weights marks a finished save. `required_files` names what a
+    recipe adds to every checkpoint (e.g. its EMA), which it must write before the Trainer's state.
+    """
+    import json
+
+    folder = Path(folder)
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json (the Trainer writes it last: the save was interrupted)"
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError) as err:
+        return f"trainer_state.json is unreadable ({type(err).__name__}: {err})"
+    names = {p.name for p in folder.iterdir()}
+    if not names & set(_WEIGHT_NAMES) and not any(n.startswith(_WEIGHT_PREFIXES) for n in names):
+        return f"no model weights (none of {', '.join(_WEIGHT_NAMES)})"
+    missing = [name for name in required_files if not (folder / name).exists()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    return None
+
+
+def resume_checkpoint(training_args, required_files: Iterable[str] = ()) -> str | None:
+    """The checkpoint to resume from: the explicit `resume_from_checkpoint`, else the newest complete one.
+
+    A `checkpoint-N` folder that a kill left half-written (see `checkpoint_problem`) is skipped with a warning
+    and the previous complete one is used, so rerunning the same command after a crash always resumes.
+    """
+    import re
+
+    required_files = tuple(required_files)
     if training_args.resume_from_checkpoint:
+        problem = checkpoint_problem(training_args.resume_from_checkpoint, required_files) \
+            if os.path.isdir(training_args.resume_from_checkpoint) else "not a folder"
+        if problem:
+            raise ValueError(f"resume_from_checkpoint {training_args.resume_from_checkpoint}: {problem}. Pick "
+                             "another checkpoint-N, or leave resume_from_checkpoint unset to use the newest "
+                             "complete one in output_dir.")
         return training_args.resume_from_checkpoint
-    if os.path.isdir(training_args.output_dir):
-        last = get_last_checkpoint(training_args.output_dir)
-        if last is not None:
-            logger.info("Resuming from %s (set --resume_from_checkpoint or a new --output_dir to change).", last)
-        return last
+    if not os.path.isdir(training_args.output_dir):
+        return None
+    numbered = []
+    for entry in os.scandir(training_args.output_dir):
+        match = re.fullmatch(r"checkpoint-(\d+)", entry.name)
+        if match and entry.is_dir():
+            numbered.append((int(match.group(1)), entry.path))
+    for _, path in sorted(numbered, reverse=True):
+        problem = checkpoint_problem(path, required_files)
+        if problem is None:
+            logger.info("Resuming from %s (set --resume_from_checkpoint or a new --output_dir to change).", path)
+            return path
+        logger.warning("Skipping %s: %s. Falling back to the previous checkpoint (delete the folder to silence "
+                       "this).", path, problem)
     return None
 
 

@@ -356,3 +356,30 @@ def test_ddp_two_ranks_share_the_frame_budget_batches(tmp_path, base_checkpoint)
     # 5 demo clips make 2 frame-budget batches: one per rank per step, so one epoch per step.
     assert state["global_step"] == 4 and state["epoch"] == pytest.approx(4.0)
     assert (tmp_path / "model_4.safetensors").is_file() and (tmp_path / "model_last.pt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["after_save", "mid_save"])
+def test_kill_9_and_rerun_matches_the_uninterrupted_run(tmp_path, base_checkpoint, point):
+    """SIGKILL after checkpoint-2 (or during checkpoint-4's save, leaving it without trainer_state.json), rerun
+    the same command: every logged loss and the final EMA equal the uninterrupted run's."""
+    from safetensors.torch import load_file
+
+    from tests.kill_resume import losses, straight_and_killed
+
+    argv = ["--config", str(CONFIG_DIR / "demo.yaml"), "--init_checkpoint", str(base_checkpoint[0]),
+            "--vocab_file", str(base_checkpoint[0].parent / "vocab.txt"), "--max_steps", "6", "--save_steps", "2",
+            "--eval_steps", "2", "--logging_steps", "1", "--sample_nfe_steps", "2", "--early_stopping_patience", "100",
+            "--report_to", "none", "--bf16", "false"]
+    straight, resumed, log = straight_and_killed("recipes.f5.finetune", argv, tmp_path, point,
+                                                 2 if point == "after_save" else 4)
+    if point == "mid_save":
+        assert "Skipping" in log and "checkpoint-4: no trainer_state.json" in log
+    assert sorted(losses(straight)) == list(range(1, 7))
+    assert losses(resumed) == losses(straight)  # exact: same batches, noise and dropout after the resume
+    evals = [[e["eval_loss"] for e in s["log_history"] if "eval_loss" in e] for s in (straight, resumed)]
+    assert evals[0] == evals[1]
+    ema = [load_file(str(tmp_path / name / "model_6.safetensors")) for name in ("straight", "killed")]
+    assert ema[0].keys() == ema[1].keys() and int(ema[1]["step"]) == 6
+    for key in ema[0]:
+        assert torch.equal(ema[0][key], ema[1][key]), key

@@ -458,3 +458,29 @@ def test_collator_vad_trims_a_noisy_target_to_the_eos_point(tmp_path, demo_split
         kept[mode] = int(batch["audio_lengths"][0]) / SR
     assert 0.15 + (end - start) < kept["vad"] < 0.45 + (end - start), kept  # lead <= 0.1 s + tail ~0.2 s
     assert kept["energy"] > kept["vad"] + 1.0, kept
+
+
+@pytest.mark.slow
+def test_kill_9_and_rerun_matches_the_uninterrupted_run(tmp_path):
+    """SIGKILL during checkpoint-4's save (weights written, trainer_state.json not yet), rerun the same command:
+    it falls back to checkpoint-2, and every logged loss, the weight EMA and the latent statistics equal the
+    uninterrupted run's (prompt choice, distillation branch and stats counter are all resumable state)."""
+    from safetensors.torch import load_file
+
+    from tests.kill_resume import losses, straight_and_killed
+
+    argv = ["--config", str(ROOT / "recipes/pocket/configs/demo.yaml"), "--languages", "fr", "es",
+            "--max_steps", "6", "--save_steps", "2", "--eval_strategy", "no", "--per_device_train_batch_size", "2",
+            "--logging_steps", "1", "--report_to", "none", "--lsd_distill_prob", "0.5"]
+    straight, resumed, log = straight_and_killed("recipes.pocket.finetune_multilingual", argv, tmp_path,
+                                                 "mid_save", 4)
+    assert "Skipping" in log and "checkpoint-4: no trainer_state.json" in log
+    assert sorted(losses(straight)) == list(range(1, 7))
+    assert losses(resumed) == losses(straight)
+    diagnostics = [{e["step"]: e.get("train/flow_diag") for e in s["log_history"]} for s in (straight, resumed)]
+    assert diagnostics[0] == diagnostics[1]
+    exports = [load_file(str(tmp_path / name / "pocket_tts" / "model.safetensors")) for name in ("straight", "killed")]
+    assert exports[0].keys() == exports[1].keys()
+    assert any(k.endswith("emb_mean") for k in exports[0])  # the latent statistics are exported
+    for key in exports[0]:
+        assert torch.equal(exports[0][key], exports[1][key]), key

@@ -39,12 +39,25 @@ class EMACallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.ema is not None:
             self.ema.update()
+            if control.should_save and self.is_main:  # every rank may keep an EMA (eval_weights: ema); one writes
+                # Written now, before the Trainer saves checkpoint-N (trainer_state.json last): a kill -9 during
+                # the save leaves a checkpoint without trainer_state.json, which resume_checkpoint skips.
+                self.save(args, state)
 
     def on_save(self, args, state, control, **kwargs):
-        if self.ema is not None and self.is_main:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            folder.mkdir(parents=True, exist_ok=True)
-            torch.save(self.ema.state_dict(), folder / "ema.pt")
+        # Saves decided elsewhere than at a step end (epoch ends) did not pass through on_step_end.
+        if self.ema is not None and self.is_main and not (self.folder(args, state) / "ema.pt").is_file():
+            self.save(args, state)
+
+    @staticmethod
+    def folder(args, state) -> Path:
+        return Path(args.output_dir) / f"checkpoint-{state.global_step}"
+
+    def save(self, args, state):
+        folder = self.folder(args, state)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.ema.state_dict(), folder / "ema.pt.tmp")
+        os.replace(folder / "ema.pt.tmp", folder / "ema.pt")
 
     def on_train_end(self, args, state, control, **kwargs):
         # load_best_model_at_end restores the best online weights; keep the EMA of that same checkpoint
@@ -73,6 +86,14 @@ class AudioSamplesCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         if not state.is_world_process_zero or not self.args.sample_texts:
             return
+        # Sampling draws noise, and the first call builds the (random demo) vocoder from a fixed seed: both on a
+        # forked RNG, else the training RNG after an evaluation depends on whether this process built the
+        # vocoder already, and a run resumed from a checkpoint draws other noise than the uninterrupted one.
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            self._sample(args, state, model)
+
+    def _sample(self, args, state, model):
         from recipes.f5.checkpoints import load_vocoder
         from recipes.f5.generate import synthesize_with_reference
 

@@ -431,7 +431,7 @@ def main(args: F5Arguments, training_args) -> Path | None:
     # --- trainer
     push = training_args.push_to_hub
     training_args.push_to_hub = False  # the Trainer would upload raw Trainer checkpoints; we push the upstream export
-    resume_from = resume_checkpoint(training_args)
+    resume_from = resume_checkpoint(training_args, required_files=["ema.pt"])
     evaluates = training_args.eval_strategy != "no"
     ema_callback = EMACallback(dict(beta=args.ema_beta, update_after_step=args.ema_update_after_step,
                                     update_every=args.ema_update_every, power=args.ema_power),

@@ -257,7 +257,6 @@ class PocketCollator:
     seed: int = 0
     text_options: dict = field(default_factory=dict)  # `text_options(model config)`: as at inference
     trim: str = "vad"  # vad | energy | none: how target and prompt silences are cut (see trim_clip)
-    _rng: random.Random = field(default=None, init=False, repr=False)
     _bounds: dict = field(default_factory=dict, init=False, repr=False)  # clip id -> trim bounds (VAD once per clip)
     _sp: object = field(default=None, init=False, repr=False)
 
@@ -266,8 +265,19 @@ class PocketCollator:
             import sentencepiece
 
             self._sp = sentencepiece.SentencePieceProcessor(model_file=self.tokenizer_path)
-            self._rng = random.Random(self.seed + os.getpid())
         return self._sp
+
+    def _batch_rng(self, features: list[dict]) -> random.Random:
+        """Prompt choice and crop for this batch, from the seed and the batch's rows only.
+
+        Not a generator carried across batches: that state lives in the collator (in a dataloader worker, with
+        several of them), is not in any checkpoint, and a resumed run would draw other prompts than the
+        uninterrupted one. Shuffled epochs give other batches, hence other prompt choices, each epoch.
+        """
+        import hashlib
+
+        key = "\x1f".join(str(row.get("id", row.get("text"))) for row in features)
+        return random.Random(int.from_bytes(hashlib.sha256(f"{self.seed}\x1e{key}".encode()).digest()[:8], "big"))
 
     def _trimmed(self, row: dict, keep_after_s: float) -> np.ndarray:
         from data_prep.audio import decode_audio
@@ -281,12 +291,13 @@ class PocketCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         sp = self._tokenizer()
+        rng = self._batch_rng(features)
         targets, prompts, token_ids = [], [], []
         for row in features:
             targets.append(self._trimmed(row, keep_after_s=0.2))  # EOS 0.2 s after the last speech
-            other = self.prompt_pool[self._rng.choice(row["prompt_candidates"])]
+            other = self.prompt_pool[rng.choice(row["prompt_candidates"])]
             prompts.append(prepare_prompt(self._trimmed(other, keep_after_s=0.0), self.sampling_rate,
-                                          self.max_prompt_seconds, self._rng))
+                                          self.max_prompt_seconds, rng))
             text = normalize_text(row["text"], row_language(row), self.use_language_tag, self.text_options)
             ids = sp.encode(text, out_type=int)
             if not ids:

@@ -182,16 +182,25 @@ def make_callbacks(ema, sample_fn, tokenizer_path: str | None = None):
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             ema.update(model.flow_lm)
+            if control.should_save:
+                # Before the Trainer's own save (trainer_state.json last): a kill -9 mid-save leaves a
+                # checkpoint that resume_checkpoint skips, never one with trainer state but no EMA.
+                self.save(args, state, model)
 
-        def on_save(self, args, state, control, **kwargs):
+        def on_save(self, args, state, control, model=None, **kwargs):
+            if not (Path(args.output_dir) / f"checkpoint-{state.global_step}" / "ema.safetensors").is_file():
+                self.save(args, state, model)  # saves decided at an epoch end did not pass through on_step_end
+
+        def save(self, args, state, model):
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 folder.mkdir(parents=True, exist_ok=True)
-                safetensors.torch.save_file(ema.state_dict(), str(folder / "ema.safetensors"))
+                safetensors.torch.save_file(ema.state_dict(), str(folder / "ema.safetensors.tmp"))
+                os.replace(folder / "ema.safetensors.tmp", folder / "ema.safetensors")
                 if tokenizer_path is not None:
                     from recipes.pocket.modeling import write_training_checkpoint
 
-                    write_training_checkpoint(kwargs["model"], ema, str(folder), tokenizer_path)
+                    write_training_checkpoint(model, ema, str(folder), tokenizer_path)
 
     class SampleCallback(TrainerCallback):
         def on_evaluate(self, args, state, control, model=None, **kwargs):
@@ -222,6 +231,11 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
     from recipes.pocket.generate import speak, voice_state_from_wave
     from recipes.pocket.train_tokenizer import tokenizer_texts, train_tokenizer
 
+    from transformers import set_seed
+
+    # The model (re-initialised text embedding, w(s,t) net...) is built before the Trainer seeds torch: seed
+    # now, or two runs of the same command (and a resumed run against its uninterrupted twin) start apart.
+    set_seed(training_args.seed)
     threads = torch.get_num_threads()
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -293,6 +307,12 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
         by_language.setdefault(row_language(row), []).append(i)
 
     def synthesize_samples(trained_model, step: int):
+        # On a forked RNG: the seeded sampling below must not reset the training RNG (a resumed run would
+        # otherwise draw differently from the uninterrupted one after each evaluation).
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+            _synthesize_samples(trained_model, step)
+
+    def _synthesize_samples(trained_model, step: int):
         was_training = trained_model.training
         trained_model.eval()
         backup = ema.copy_to(trained_model.flow_lm)
@@ -325,8 +345,8 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
         model=model, args=training_args, train_dataset=train_set,
         eval_dataset=eval_set if training_args.eval_strategy != "no" else None,
         data_collator=collator, callbacks=make_callbacks(ema, synthesize_samples, tokenizer_path))
-    checkpoint = resume_checkpoint(training_args)
-    if checkpoint and os.path.isfile(Path(checkpoint) / "ema.safetensors"):
+    checkpoint = resume_checkpoint(training_args, required_files=["ema.safetensors"])
+    if checkpoint:
         ema.load_state_dict(safetensors.torch.load_file(str(Path(checkpoint) / "ema.safetensors")))
         logger.info("restored the weight EMA from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)

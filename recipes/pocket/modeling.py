@@ -140,8 +140,11 @@ class PocketTTSForTraining(nn.Module):
         self.time_mean, self.time_std = time_mean, time_std
         self.stats_ema_decay, self.stats_ema_steps = stats_ema_decay, stats_ema_steps
         self.register_buffer("stats_updates", torch.zeros((), dtype=torch.long))
-        # Same seed on every rank: all ranks take the distillation branch on the same steps.
-        self._branch_rng = torch.Generator().manual_seed(seed)
+        # Same seed on every rank: all ranks take the distillation branch on the same steps. The draw counter is a
+        # buffer, so it is saved with every checkpoint and a resumed run takes the branches the first run would
+        # have taken (a Generator object is not part of the state dict and would restart from the seed).
+        self.branch_seed = seed
+        self.register_buffer("branch_draws", torch.zeros((), dtype=torch.long))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -170,6 +173,11 @@ class PocketTTSForTraining(nn.Module):
         self.flow_lm.emb_mean.mul_(decay).add_(frames.mean(dim=0), alpha=1 - decay)
         self.flow_lm.emb_std.mul_(decay).add_(frames.std(dim=0), alpha=1 - decay)
         self.stats_updates += 1
+
+    def _draw_branch(self) -> float:
+        generator = torch.Generator().manual_seed(self.branch_seed * 1_000_003 + int(self.branch_draws))
+        self.branch_draws += 1
+        return float(torch.rand((), generator=generator))
 
     def build_rows(self, normalized: torch.Tensor, voice: torch.Tensor, voice_frames: torch.Tensor,
                    text_ids: torch.Tensor, text_lengths: torch.Tensor, *, keep_voice: torch.Tensor,
@@ -231,7 +239,7 @@ class PocketTTSForTraining(nn.Module):
         fbm = self.flow_batch_multiplier
         z_frames = z[valid].float().repeat(fbm, 1)
         x1 = normalized[valid].repeat(fbm, 1)
-        distill = not self.training or float(torch.rand((), generator=self._branch_rng)) < self.distill_prob
+        distill = not self.training or self._draw_branch() < self.distill_prob
         draws = LSDDraws.sample(x1, self.time_mean, self.time_std)
         per_frame, metrics = lsd_flow_loss(fl.flow_net, z_frames, x1, draws, self.time_weighting,
                                            with_distillation=distill, p_equal=self.p_equal,

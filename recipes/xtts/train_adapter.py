@@ -153,10 +153,14 @@ class XttsAdapterTrainer(Trainer):
     def evaluate(self, *args, **kwargs):
         metrics = super().evaluate(*args, **kwargs)
         if self.sample is not None and self.sample_logger is not None and self.is_world_process_zero():
+            import torch
+
             from recipes.xtts.modeling import OUTPUT_SAMPLE_RATE, sample_speech
 
-            wave = sample_speech(self.xtts, self.sample.text, self.sample.language, self.sample.reference, 22_050,
-                                 max_new_tokens=self.sample.max_new_tokens)
+            # Sampling on a forked RNG leaves the training draws of a resumed run equal to the uninterrupted one.
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+                wave = sample_speech(self.xtts, self.sample.text, self.sample.language, self.sample.reference,
+                                     22_050, max_new_tokens=self.sample.max_new_tokens)
             self.sample_logger.log({"samples/validation": (wave.numpy(), OUTPUT_SAMPLE_RATE)}, self.state.global_step)
         return metrics
 
