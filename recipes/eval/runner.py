@@ -179,6 +179,7 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
     sr = int(synthesizer.sampling_rate)
     generated: list[np.ndarray] = []
     seconds: list[float] = []
+    hit_cap: list[bool | None] = []  # per row: stopped at the length cap (None: the synthesizer does not say)
     counts = {"silent_outputs": 0, "non_finite_outputs": 0, "reference_is_target": sum(r["is_target"] for r in references)}
     on_cuda = torch.cuda.is_available() and str(config.device or "cuda").startswith("cuda")
     if on_cuda:
@@ -195,10 +196,14 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
         if on_cuda:
             torch.cuda.synchronize()
         began = time.perf_counter()
+        if hasattr(synthesizer, "last_hit_length_cap"):
+            synthesizer.last_hit_length_cap = None  # so a value left from an earlier call is never read
         waves = synthesizer.synthesize([r["text"] for r in batch], **kwargs)
         if on_cuda:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - began
+        capped = getattr(synthesizer, "last_hit_length_cap", None)
+        hit_cap += [bool(c) for c in capped] if capped is not None and len(capped) == len(batch) else [None] * len(batch)
         if len(waves) != len(batch):
             raise RuntimeError(f"{type(synthesizer).__name__}.synthesize returned {len(waves)} waveforms for "
                                f"{len(batch)} texts (rows {batch[0]['id']}..{batch[-1]['id']})")
@@ -227,6 +232,8 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
     truth_hypotheses = None if config.skip_ground_truth else asr(truth, truth_sr, asr_languages)
     silent = [is_silent(w) for w in generated]
     counts["silent_outputs"] = sum(silent)
+    known_caps = [c for c in hit_cap if c is not None]
+    counts["no_eos_outputs"] = sum(known_caps) if known_caps else None
     gen_embeddings = speaker_encoder(generated, sr)
     ref_embeddings = speaker_encoder(ref_waves, ref_sr)
     truth_embeddings = None if config.skip_ground_truth else speaker_encoder(truth, truth_sr)
@@ -237,7 +244,8 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
         record = {**row, "reference_id": references[i]["id"], "reference_is_target": references[i]["is_target"],
                   "normalized_text": reference_text, "transcript": hypotheses[i],
                   "normalized_transcript": normalizer.normalize(hypotheses[i], row["language"]),
-                  "duration_s": generated[i].size / sr, "synthesis_s": seconds[i], "silent": silent[i]}
+                  "duration_s": generated[i].size / sr, "synthesis_s": seconds[i], "silent": silent[i],
+                  "no_eos": hit_cap[i]}
         scores = word_and_char_errors([reference_text], [record["normalized_transcript"]])
         record.update(scores)
         # A silent output has no voice: similarity 0 rather than whatever the encoder makes of silence.
@@ -246,6 +254,7 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
         record["mcd"] = mel_cepstral_distortion(_resample_to(generated[i], sr, truth_sr), truth_wave, truth_sr,
                                                 config.mcd_settings)
         record["ground_truth_duration_s"] = truth_wave.size / truth_sr
+        record["duration_ratio"] = record["duration_s"] / record["ground_truth_duration_s"] if truth_wave.size else None
         if truth_hypotheses is not None:
             record["ground_truth_transcript"] = truth_hypotheses[i]
             truth_scores = word_and_char_errors(
@@ -262,6 +271,8 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
             "needs_reference": bool(synthesizer.needs_reference),
             "asr_model": getattr(asr, "model_id", type(asr).__name__),
             "speaker_model": getattr(speaker_encoder, "model_id", type(speaker_encoder).__name__),
+            "asr_meaningful": bool(getattr(asr, "meaningful", True)),
+            "speaker_meaningful": bool(getattr(speaker_encoder, "meaningful", True)),
             "meaningful": bool(getattr(asr, "meaningful", True) and getattr(speaker_encoder, "meaningful", True)),
             "language_config": normalizer.source, "mcd": asdict(config.mcd_settings),
             "peak_gpu_memory_gb": peak_memory_gb, "device": "cuda" if on_cuda else "cpu", **counts,
@@ -320,4 +331,14 @@ def aggregate(records: list[dict], ground_truth: bool = False) -> dict:
         out["rtf"] = sum(r["synthesis_s"] for r in records) / audio_s if audio_s else None
         out["audio_s"] = audio_s
         out["silent"] = sum(r["silent"] for r in records)
+        # EOS health. no_eos: rows that ran to the length cap; None when the synthesizer does not report it.
+        known = [r["no_eos"] for r in records if r.get("no_eos") is not None]
+        out["no_eos"] = sum(known) if known else None
+        out["no_eos_known"] = len(known)
+        # Generated / recorded duration: pooled (total over total) and the per-row median; a model that
+        # never stops sits far above 1, one that stops at once far below.
+        reference_s = sum(r["ground_truth_duration_s"] for r in records)
+        out["duration_ratio"] = audio_s / reference_s if reference_s else None
+        ratios = [r["duration_ratio"] for r in records if r.get("duration_ratio") is not None]
+        out["duration_ratio_median"] = float(np.median(ratios)) if ratios else None
     return out
