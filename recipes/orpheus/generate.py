@@ -64,6 +64,7 @@ class OrpheusSynthesizer:
         self.min_new_tokens = min_new_tokens
         self.batch_size, self.seed = batch_size, seed
         self.last_discarded_tokens: list[int] = []
+        self.last_hit_length_cap: list[bool] | None = None  # recipes.common.Synthesizer: no END_OF_SPEECH sampled
 
     def label(self, dialect: str | None, speaker: str | None) -> str | None:
         if self.voice is not None:
@@ -79,7 +80,7 @@ class OrpheusSynthesizer:
 
         device = next(self.model.parameters()).device
         results: list[np.ndarray] = []
-        self.last_discarded_tokens = []
+        self.last_discarded_tokens, self.last_hit_length_cap = [], []
         if self.seed is not None:
             torch.manual_seed(self.seed)
         for start in range(0, len(prompts), self.batch_size):
@@ -98,6 +99,7 @@ class OrpheusSynthesizer:
                     eos_token_id=layout.END_OF_SPEECH, pad_token_id=layout.PAD, logits_processor=processors,
                     use_cache=True)
             for row in output[:, longest:].cpu().numpy():
+                self.last_hit_length_cap.append(bool(layout.END_OF_SPEECH not in row))
                 tokens, discarded = layout.audio_tokens_from_generation(row)
                 results.append(tokens)
                 self.last_discarded_tokens.append(discarded)
