@@ -30,10 +30,16 @@ if __package__ in (None, ""):
 
 import yaml  # noqa: E402
 
-from recipes.pipelines.stages import Stages, expand, trainable_parameters, training_steps  # noqa: E402
+from recipes.pipelines.stages import (Stages, evaluation_config_copy, expand, trainable_parameters,
+                                      training_steps)  # noqa: E402
 
 METRICS = ("wer", "cer", "similarity", "mcd", "rtf")
 EOS_KEYS = ("no_eos", "silent")
+# One evaluation for every recipe (a YAML may replace it with `evaluate_command`, same placeholders).
+EVALUATE_COMMAND = ["{python}", "recipes/evaluate.py", "--config", "{evaluation_config}", "--recipe", "{eval_recipe}",
+                    "--model_path", "{model_path}", "--dataset", "{dataset}", "--dialects", "{dialects}",
+                    "--languages", "{languages}", "--seed", "{seed}", "--output_dir", "{eval_dir}",
+                    "--run_name", "{recipe}", "--synthesizer_options", "{synthesizer_options}"]
 
 
 def accepts(entry: dict, language: str) -> tuple[bool, str]:
@@ -156,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_split(dataset)
 
     stages = Stages(out)
+    evaluation_config = evaluation_config_copy(cfg["evaluation_config"], out / "evaluation.yaml")
     values = {"python": sys.executable, "dataset": dataset, "language": language, "languages": [language],
               "dialects": dialects or None, "out": str(out), "seed": cfg.get("seed", 0)}
     rows, ceiling = [], None
@@ -166,19 +173,17 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[{recipe}] skipped: {why}")
             rows.append({"recipe": recipe, "skipped": why})
             continue
-        recipe_values = {**values, "model_dir": str(out / recipe)}
+        recipe_values = {**values, "model_dir": str(out / recipe), "recipe": recipe}
         train = [stages.run(f"{recipe}-train-{i}", expand(cmd, recipe_values))
                  for i, cmd in enumerate(entry["train"])]
         model_path = entry.get("model_path", "{model_dir}").format(**recipe_values)
         eval_dir = out / "eval" / recipe
-        evaluation = stages.run(f"{recipe}-eval", expand([
-            "{python}", "recipes/evaluate.py", "--config", cfg["evaluation_config"], "--recipe",
-            entry.get("eval_recipe", recipe), "--model_path", model_path, "--dataset", "{dataset}",
-            "--dialects", "{dialects}", "--languages", "{languages}", "--seed", "{seed}",
-            "--output_dir", str(eval_dir), "--run_name", recipe,
-            *(["--synthesizer_options", json.dumps(entry["synthesizer_options"])]
-              if entry.get("synthesizer_options") else []),
-            *[str(a) for a in cfg.get("evaluation_args", [])]], recipe_values))
+        recipe_values.update(model_path=model_path, eval_dir=str(eval_dir), eval_recipe=entry.get("eval_recipe", recipe),
+                             synthesizer_options=json.dumps(entry["synthesizer_options"])
+                             if entry.get("synthesizer_options") else None)
+        evaluation = stages.run(f"{recipe}-eval", expand(cfg.get("evaluate_command", EVALUATE_COMMAND)
+                                                         + [str(a) for a in cfg.get("evaluation_args", [])],
+                                                         {**recipe_values, "evaluation_config": evaluation_config}))
         summary = json.loads((eval_dir / "results.json").read_text())
         ceiling = ceiling or summary.get("ground_truth")
         log_text = "\n".join(Path(t["log"]).read_text(errors="replace") for t in train if Path(t["log"]).exists())

@@ -40,7 +40,9 @@ def expand(template: list, values: dict) -> list[str]:
                 continue
             out.extend(str(v) for v in value)
         else:
-            out.append(item.format(**values))
+            # only known placeholders are filled: code in a template (`python -c "{...}"`) keeps its braces
+            out.append(re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0),
+                              item))
     return out
 
 
@@ -141,3 +143,20 @@ def trainable_parameters(log_text: str) -> int | None:
     """The count `recipes.common.log_trainable_parameters` printed ("trainable params: 1,234 / ...")."""
     found = re.findall(r"trainable params:\s*([\d,]+)", log_text)
     return int(found[-1].replace(",", "")) if found else None
+
+
+# Keys of an evaluation YAML that describe one particular run (the demo's model, data and filters); a
+# pipeline sets its own, so they are dropped from the copy it evaluates with.
+RUN_SPECIFIC_EVAL_KEYS = ("recipe", "model_path", "synthesizer_options", "dataset", "dataset_config", "dialects",
+                          "languages", "speakers", "output_dir", "run_name", "validation_fraction", "seed")
+
+
+def evaluation_config_copy(source: str | os.PathLike, destination: str | os.PathLike) -> str:
+    """The evaluation settings of `source` (ASR, speaker model, normaliser, batch sizes...) without its run."""
+    import yaml
+
+    settings = yaml.safe_load(Path(source).read_text()) or {}
+    kept = {k: v for k, v in settings.items() if k not in RUN_SPECIFIC_EVAL_KEYS}
+    Path(destination).parent.mkdir(parents=True, exist_ok=True)
+    Path(destination).write_text(f"# settings of {source}, without its run-specific keys\n" + yaml.safe_dump(kept))
+    return str(destination)

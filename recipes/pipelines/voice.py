@@ -28,7 +28,7 @@ if __package__ in (None, ""):
 
 import yaml  # noqa: E402
 
-from recipes.pipelines.stages import Stages, expand, fingerprint  # noqa: E402
+from recipes.pipelines.stages import Stages, evaluation_config_copy, expand, fingerprint  # noqa: E402
 
 
 def write_card(model_path: Path, eval_dir: Path, name: str, recipe: str, num_samples: int = 3) -> Path:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     if entry.get("languages", "any") != "any" and language not in entry["languages"]:
         raise SystemExit(f"{recipe} cannot take {language}: {entry.get('declines', entry['languages'])}")
     out = Path(args.output_root or cfg.get("output_root", "outputs/voice")) / name
-    values = {"python": sys.executable, "recordings": recordings, "name": name, "language": language,
+    values = {"python": sys.executable, "recordings": str(recordings).format(out=out), "name": name, "language": language,
               "languages": [language], "out": str(out), "dataset": str(out / "data" / "dataset"),
               "model_dir": str(out / "model")}
     stages = Stages(out)
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
     model_path = Path(entry.get("model_path", "{model_dir}").format(**values))
     eval_dir = out / "eval"
     stages.run("evaluate", expand([
-        "{python}", "recipes/evaluate.py", "--config", cfg["evaluation_config"], "--recipe",
+        "{python}", "recipes/evaluate.py", "--config", evaluation_config_copy(cfg["evaluation_config"],
+                                                                             out / "evaluation.yaml"), "--recipe",
         entry.get("eval_recipe", recipe), "--model_path", str(model_path), "--dataset", "{dataset}",
         "--output_dir", str(eval_dir), "--run_name", f"{name}-{recipe}",
         *(["--synthesizer_options", json.dumps(entry["synthesizer_options"])] if entry.get("synthesizer_options") else []),
