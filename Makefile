@@ -9,7 +9,7 @@ OUT ?= outputs
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 .PHONY: help install install-gpu lock upgrade-check system-deps test slow_test demo eval-demo orpheus-lora-demo f5-demo xtts-demo xtts-ca-demo pocket-demo \
-	prove-learning bench real-size-smoke gpu-check repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
+	prove-learning bench bakeoff bakeoff-demo voice voice-demo real-size-smoke gpu-check repro-orpheus repro-orpheus-lora repro-f5 repro-xtts repro-pocket quality clean
 
 help:
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -101,6 +101,29 @@ pocket-demo: install ## Pocket TTS: tiny shared fr/es/de/it/pt-br teacher -> CFG
 prove-learning: install ## each recipe overfits a few demo clips, then its own inference regenerates them (CPU, offline)
 	$(OFFLINE) $(PY) scripts/prove_learning.py --out $(OUT)/prove_learning
 	@echo; echo "Results: $(OUT)/prove_learning/results.md  Plot: $(OUT)/prove_learning/loss_curves.png  Listen: $(OUT)/prove_learning/f5_griffin_lim.wav"
+
+# ---- pipelines: the bake-off and recordings -> published voice (recipes/pipelines/) -------------------
+# LANG= is the issue-style name for the language code, but the environment's LANG is the locale: take it only
+# from the command line, and give the child processes a real locale back.
+LANG_CODE := $(if $(filter command line,$(origin LANG)),$(LANG))
+PIPELINE_ENV := env LANG=C.UTF-8
+bakeoff: install ## train each recipe that takes LANG on DATA and score all alike: make bakeoff DATA=<prepared dataset> LANG=<code> [DIALECTS="a b"] [RECIPES=orpheus,f5,xtts,pocket]
+	@test -n "$(DATA)" -a -n "$(LANG_CODE)" || { echo "set DATA=<prepared dataset folder> and LANG=<language code>"; exit 2; }
+	$(PIPELINE_ENV) $(PY) recipes/pipelines/bakeoff.py --config recipes/pipelines/configs/bakeoff.yaml --dataset $(DATA) --language $(LANG_CODE) \
+		$(if $(DIALECTS),--dialects $(DIALECTS)) $(if $(RECIPES),--recipes $(RECIPES))
+
+bakeoff-demo: install ## offline bake-off on the demo corpus (tiny models, CPU): outputs/bakeoff/demo/results.md + charts
+	@test -d $(OUT)/demo/dataset || $(OFFLINE) $(PY) -m data_prep demo --out $(OUT)/demo
+	$(OFFLINE) $(PY) recipes/pipelines/bakeoff.py --config recipes/pipelines/configs/bakeoff_demo.yaml \
+		--dataset $(OUT)/demo/dataset --output_root $(OUT)/bakeoff
+
+voice: install ## recordings -> dataset -> voice fine-tune -> evaluation -> card [-> Hub]: make voice RECORDINGS=<folder> NAME=<voice> LANG=<code> RECIPE=<orpheus-lora|f5|xtts> [PUSH=<user/repo>]
+	@test -n "$(RECORDINGS)" -a -n "$(NAME)" -a -n "$(LANG_CODE)" -a -n "$(RECIPE)" || { echo "set RECORDINGS=, NAME=, LANG= and RECIPE="; exit 2; }
+	$(PIPELINE_ENV) $(PY) recipes/pipelines/voice.py --config recipes/pipelines/configs/voice.yaml --recordings $(RECORDINGS) \
+		--name $(NAME) --language $(LANG_CODE) --recipe $(RECIPE) $(if $(PUSH),--push $(PUSH))
+
+voice-demo: install ## offline: synthetic English long recording -> segments + offline Whisper -> tiny XTTS adapter -> evaluated card
+	$(OFFLINE) $(PY) recipes/pipelines/voice.py --config recipes/pipelines/configs/voice_demo.yaml --output_root $(OUT)/voice
 
 bench: install ## benchmarks: each prints figures next to a baseline measured in the same run
 	$(OFFLINE) $(PY) benchmarks/orpheus_throughput.py

@@ -226,6 +226,14 @@ def cmd_demo_corpus(args):
     print(f"wrote {manifest}")
 
 
+def cmd_demo_recording(args):
+    from data_prep.demo_corpus import synthetic_recording
+
+    timeline = synthetic_recording(args.out, args.language, variant=args.variant, rate=args.rate)
+    print(f"wrote {args.out} ({timeline[-1]['end']:.0f} s, {len(timeline)} sentences) and its timeline "
+          f"{Path(args.out).with_suffix('.json')}")
+
+
 def cmd_demo(args):
     """Demo corpus -> Common Voice layout -> back through the Common Voice source -> dataset + report."""
     import time
@@ -343,6 +351,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_bad_files", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo_corpus)
+
+    p = sub.add_parser("demo-recording", help="synthesise a long recording (one voice, sentences with pauses) with espeak-ng")
+    p.add_argument("--out", required=True, help="WAV path; the sentence timeline goes beside it as .json")
+    p.add_argument("--language", default="en")
+    p.add_argument("--variant", default="m1", help="espeak-ng voice variant")
+    p.add_argument("--rate", type=int, default=140, help="words per minute (slow speech is recognised best)")
+    p.set_defaults(func=cmd_demo_recording)
 
     p = sub.add_parser("demo", help="demo corpus -> Common Voice layout -> dataset + report (the `make demo` data step)")
     p.add_argument("--out", required=True, help="writes OUT/common_voice, OUT/dataset, OUT/report, OUT/README.md")
