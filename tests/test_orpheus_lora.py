@@ -57,7 +57,7 @@ def test_voice_lora_trains_saves_merges_and_generates(tiny, tmp_path, monkeypatc
     argv = ["--config", str(REPO / "recipes/orpheus/configs/voice_lora_demo.yaml"), "--model_name_or_path",
             tiny["model"], "--build_tiny_model", "false", "--snac_model", tiny["snac"],
             "--tokenized_dataset", tokenized_rows(tiny, tmp_path / "rows"), "--speakers", "s0", "s1",
-            "--voice", "Veu Demo", "--lora_target", "attention", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "0.02",
+            "--voice", "Veu Demo", "--lora_target", "attention", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "0.004",
             "--warmup_steps", "0", "--eval_steps", "100", "--save_steps", "100", "--sample_max_new_tokens", "14",
             "--sample_min_new_tokens", "0", "--report_to", "none", "--disable_tqdm", "true"]
     with caplog.at_level(logging.WARNING):

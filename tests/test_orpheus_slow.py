@@ -79,7 +79,8 @@ def test_fsdp2_config_trains_evaluates_saves_reloads_and_samples_on_cpu(tiny, tm
                "--config", "recipes/orpheus/configs/demo.yaml", "--model_name_or_path", tiny["model"],
                "--build_tiny_model", "false", "--snac_model", tiny["snac"], "--tokenized_dataset", rows,
                "--output_dir", str(out), "--max_steps", str(max_steps), "--eval_steps", "2", "--save_steps", "2",
-               "--sample_every_n_steps", "2", "--sample_max_new_tokens", "14", "--sample_min_new_tokens", "7",
+               "--logging_steps", "1", "--sample_every_n_steps", "2", "--sample_max_new_tokens", "14",
+               "--sample_min_new_tokens", "7",
                "--report_to", "none", "--disable_tqdm", "true"]
         env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
         result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

@@ -238,7 +238,7 @@ def changed_fraction(model, before: dict) -> float:
     return changed / total
 
 
-ADAMW_5E5 = dict(max_steps=3, learning_rate=5e-5, optim="adamw_torch", lr_scheduler_type="constant", weight_decay=0.01,
+ADAMW_5E5 = dict(max_steps=2, learning_rate=5e-5, optim="adamw_torch", lr_scheduler_type="constant", weight_decay=0.01,
                  bf16=True, per_device_train_batch_size=2)
 
 
@@ -252,7 +252,7 @@ def test_full_finetuning_from_bf16_checkpoint_updates_every_weight(tiny, tmp_pat
     trainer = run_script(["--config", str(REPO / "recipes/orpheus/configs/demo.yaml"), "--model_name_or_path",
                           str(checkpoint), "--build_tiny_model", "false", "--snac_model", str(tiny[0]["snac"]),
                           "--tokenized_dataset", tokenized_rows(tiny[0], tmp_path / "rows"), "--output_dir",
-                          str(tmp_path / "run"), "--max_steps", "3", "--learning_rate", "5e-5", "--warmup_steps", "0",
+                          str(tmp_path / "run"), "--max_steps", "2", "--learning_rate", "5e-5", "--warmup_steps", "0",
                           "--lr_scheduler_type", "constant", "--bf16", "true", "--eval_strategy", "no",
                           "--save_strategy", "no", "--sample_max_new_tokens", "7", "--sample_min_new_tokens", "0",
                           "--report_to", "none", "--disable_tqdm", "true"])
