@@ -65,8 +65,8 @@ orpheus-lora-demo: install ## after `make demo`: LoRA of the demo model to one d
 	@test -d $(OUT)/orpheus/demo || { echo "run 'make demo' first: the LoRA demo adapts its model"; exit 2; }
 	$(OFFLINE) $(PY) recipes/orpheus/finetune_voice_lora.py --config recipes/orpheus/configs/voice_lora_demo.yaml \
 		--model_name_or_path $(OUT)/orpheus/demo --snac_model $(OUT)/orpheus/tiny/snac --output_dir $(OUT)/orpheus/voice_lora_demo
-	$(OFFLINE) $(PY) recipes/orpheus/generate.py --model $(OUT)/orpheus/voice_lora_demo --text "Bon dia." --out $(OUT)/orpheus/voice_lora_demo/adapter_wavs
-	$(OFFLINE) $(PY) recipes/orpheus/generate.py --model $(OUT)/orpheus/voice_lora_demo/merged --text "Bon dia." --out $(OUT)/orpheus/voice_lora_demo/merged_wavs
+	$(OFFLINE) $(PY) recipes/orpheus/generate.py --model $(OUT)/orpheus/voice_lora_demo --text "Bon dia." --out $(OUT)/orpheus/voice_lora_demo/adapter.wav
+	$(OFFLINE) $(PY) recipes/orpheus/generate.py --model $(OUT)/orpheus/voice_lora_demo/merged --text "Bon dia." --out $(OUT)/orpheus/voice_lora_demo/merged.wav
 
 f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, text front end, EMA model selection) -> voice clone via upstream inference
 	rm -rf $(OUT)/f5-demo-base $(OUT)/f5-demo

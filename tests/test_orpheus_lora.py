@@ -30,12 +30,14 @@ def test_lora_defaults_and_options(monkeypatch):
 
     args = VoiceLoraArguments(speakers=["Maria Soler"])
     config = lora_config(args)
-    assert (config.r, config.lora_alpha, config.lora_dropout) == (16, 32, 0.05)
-    assert set(config.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
-    assert not config.use_rslora and config.modules_to_save is None and args.voice == "maria-soler"
-    config = lora_config(VoiceLoraArguments(speakers=["x"], lora_target="all", use_rslora=True,
-                                            lora_modules_to_save=["embed_tokens", "lm_head"]))
-    assert len(config.target_modules) == 7 and config.use_rslora
+    # Canopy's finetune/lora.py: r 32, alpha 64, rsLoRA, dropout 0, all 7 projections
+    assert (config.r, config.lora_alpha, config.lora_dropout, config.use_rslora) == (32, 64, 0.0, True)
+    assert set(config.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert config.modules_to_save is None and args.voice == "maria-soler"
+    # the former small setting stays available
+    config = lora_config(VoiceLoraArguments(speakers=["x"], lora_target="attention", lora_r=16, lora_alpha=32,
+                                            use_rslora=False, lora_modules_to_save=["embed_tokens", "lm_head"]))
+    assert set(config.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"} and not config.use_rslora
     assert config.modules_to_save == ["embed_tokens", "lm_head"]
     with pytest.raises(ValueError, match="speakers"):
         VoiceLoraArguments()
@@ -55,18 +57,18 @@ def test_voice_lora_trains_saves_merges_and_generates(tiny, tmp_path, monkeypatc
     argv = ["--config", str(REPO / "recipes/orpheus/configs/voice_lora_demo.yaml"), "--model_name_or_path",
             tiny["model"], "--build_tiny_model", "false", "--snac_model", tiny["snac"],
             "--tokenized_dataset", tokenized_rows(tiny, tmp_path / "rows"), "--speakers", "s0", "s1",
-            "--voice", "Veu Demo", "--lora_target", "attention", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "0.02",
+            "--voice", "Veu Demo", "--lora_target", "attention", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "0.004",
             "--warmup_steps", "0", "--eval_steps", "100", "--save_steps", "100", "--sample_max_new_tokens", "14",
             "--sample_min_new_tokens", "0", "--report_to", "none", "--disable_tqdm", "true"]
     with caplog.at_level(logging.WARNING):
         trainer = finetune_voice_lora.main(*parse(argv, monkeypatch))
     assert "300" in caplog.text and "veu-demo" in caplog.text  # the small-data warning names the voice
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    # 2 layers x r 16 x (in + out) of q (64->64), k and v (64->32), o (64->64)
-    assert trainable == 2 * 16 * ((64 + 64) + 2 * (64 + 32) + (64 + 64))
+    # 2 layers x r 32 x (in + out) of q (64->64), k and v (64->32), o (64->64)
+    assert trainable == 2 * 32 * ((64 + 64) + 2 * (64 + 32) + (64 + 64))
 
     adapter_config = json.loads((out / "adapter_config.json").read_text())
-    assert adapter_config["r"] == 16 and adapter_config["lora_alpha"] == 32
+    assert adapter_config["r"] == 32 and adapter_config["lora_alpha"] == 64 and adapter_config["use_rslora"]
     assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
     assert (out / "merged" / "model.safetensors").is_file()
     assert json.loads((out / "orpheus_recipe.json").read_text())["voice"] == "veu-demo"
@@ -89,6 +91,56 @@ def test_voice_lora_trains_saves_merges_and_generates(tiny, tmp_path, monkeypatc
         assert synthesizer.voice == "veu-demo"
         wave = synthesizer.synthesize(["Bon dia"])[0]
         assert wave.dtype == np.float32 and len(wave) % 2048 == 0
+
+
+@pytest.mark.parametrize("name", ["voice_lora.yaml", "voice_lora_demo.yaml"])
+def test_lora_configs_use_the_anchor_setting(name, monkeypatch):
+    args = parse(["--config", str(REPO / "recipes/orpheus/configs" / name), "--speakers", "x",
+                  *([] if torch.cuda.is_available() else ["--bf16", "false"])], monkeypatch)[0]
+    assert (args.lora_r, args.lora_alpha, args.lora_dropout, args.use_rslora, args.lora_target) == (32, 64, 0.0, True,
+                                                                                                     "all")
+
+
+def test_real_shape_trainable_parameters():
+    """On the real 3B shape (meta device, no memory): 48.6 M trainable with the default, as Canopy's lora.py."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from recipes.orpheus.build_tiny import LLAMA_3_2_3B_ORPHEUS
+    from recipes.orpheus.finetune_voice_lora import VoiceLoraArguments, lora_config
+    from transformers import LlamaConfig
+
+    def trainable(**options):
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(LlamaConfig(**LLAMA_3_2_3B_ORPHEUS))
+        peft_model = get_peft_model(model, lora_config(VoiceLoraArguments(speakers=["x"], **options)))
+        return sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+    assert trainable() == 28 * 32 * 54_272 == 48_627_712
+    assert trainable(lora_r=64, lora_alpha=64, use_rslora=False) == 97_255_424  # Unsloth
+    assert trainable(lora_target="attention", lora_r=16, lora_alpha=32) == 9_175_040  # the former default
+
+
+def test_lora_trainable_weights_are_fp32_over_a_bf16_base(tiny, tmp_path):
+    """peft keeps modules_to_save copies in the base dtype; AdamW on bf16 copies loses most updates (issue 13.1)."""
+    from recipes.orpheus.finetune_voice_lora import VoiceLoraArguments, load_base, lora_model
+    from recipes.orpheus.training import OrpheusCollator, OrpheusTrainer
+    from tests.test_orpheus_training import ADAMW_5E5, bf16_checkpoint, changed_fraction, fake_rows, trainer_args
+
+    checkpoint = bf16_checkpoint(tiny, tmp_path / "bf16")
+    args = VoiceLoraArguments(model_name_or_path=str(checkpoint), speakers=["x"], attn_implementation="sdpa",
+                              lora_modules_to_save=["lm_head"])
+    base, tokenizer = load_base(args, bf16=True)
+    model = lora_model(base, args)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert any("modules_to_save" in n for n in trainable)
+    assert all(p.dtype == torch.float32 for p in trainable.values())
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters() if not p.requires_grad)  # the frozen base
+    before = {n: p.detach().float().clone() for n, p in trainable.items()}
+    trainer = OrpheusTrainer(model=model, args=trainer_args(tmp_path / "run", **ADAMW_5E5),
+                             train_dataset=fake_rows(tokenizer, 6), data_collator=OrpheusCollator(packing=True))
+    trainer.train()
+    assert changed_fraction(model, before) >= 0.99
 
 
 def test_lora_help():

@@ -249,3 +249,93 @@ def test_card_metadata_names_only_hub_ids(tmp_path):
     for local in ("outputs/orpheus/catalan_dialects", "outputs/data/commonvoice_ca/dataset", str(tmp_path),
                   "./model", "/abs/model", None, ""):
         assert hub_repo_id(local) is None, local
+
+
+# --- generate.py: one CLI shape, long text, missing end-of-speech, sharded sampling (issue 13.5, 13.6) -------
+def test_generate_cli_out_is_a_file_or_a_folder(tiny, tmp_path):
+    import soundfile as sf
+
+    from recipes.orpheus.generate import main
+
+    common = ["--model", tiny["model"], "--snac_model", tiny["snac"], "--dialect", "balear", "--max_new_tokens", "14",
+              "--device", "cpu"]
+    main([*common, "--text", "Bon dia.", "--out", str(tmp_path / "one.wav")])
+    assert (tmp_path / "one.wav").is_file() and sf.info(tmp_path / "one.wav").samplerate == 24000
+    main([*common, "--text", "Bon dia.", "--text", "Bona nit.", "--out", str(tmp_path / "many")])
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["000.wav", "001.wav"]
+    with pytest.raises(ValueError, match="names one WAV file but 2 texts"):
+        main([*common, "--text", "a", "--text", "b", "--out", str(tmp_path / "two.wav")])
+    # --voice keeps its Orpheus meaning: the literal prompt label
+    result = cli("recipes/orpheus/generate.py", "--help")
+    assert result.returncode == 0 and "literal prompt label" in result.stdout and "--max_chunk_chars" in result.stdout
+
+
+class ScriptedGenerate(torch.nn.Module):
+    """Stands in for the model: appends the same tokens to every prompt and records generate()'s options."""
+
+    def __init__(self, inner, script):
+        super().__init__()
+        self.inner, self.config, self.generation_config = inner, inner.config, inner.generation_config
+        self.script, self.calls = script, []
+
+    def generate(self, input_ids, **kwargs):
+        self.calls.append({"prompts": len(input_ids), **kwargs})
+        return torch.cat([input_ids, torch.tensor([self.script] * len(input_ids))], dim=1)
+
+
+def test_long_text_is_split_into_sentences_joined_with_pauses(tiny, caplog):
+    import logging
+
+    from recipes.orpheus.generate import OrpheusSynthesizer, load_model_and_tokenizer, split_sentences
+
+    text = "Bon dia a tothom. Avui fa sol i anirem al port! Després, si plou, tornarem a casa?"
+    assert split_sentences(text, 30) == ["Bon dia a tothom.", "Avui fa sol i anirem al port!",
+                                         "Després, si plou,", "tornarem a casa?"]
+    assert split_sentences(text, 1000) == [text]
+    model, tokenizer, _ = load_model_and_tokenizer(tiny["model"], device="cpu")
+    two_frames = layout.codes_to_tokens(np.zeros(2, int), np.zeros(4, int), np.zeros(8, int)).tolist()
+
+    class Codec:
+        def decode(self, tokens):
+            return np.ones(len(tokens) // 7 * 2048, dtype=np.float32)
+
+    scripted = ScriptedGenerate(model, two_frames + [layout.END_OF_SPEECH])
+    synthesizer = OrpheusSynthesizer(scripted, tokenizer, Codec(), max_chunk_chars=40, pause_s=0.1)
+    wave = synthesizer.synthesize([text], dialects=["balear"])[0]
+    pause = int(0.1 * 24000)
+    assert scripted.calls[0]["prompts"] == 3  # three chunks, one batched pass
+    assert len(wave) == 3 * 2 * 2048 + 2 * pause and (wave[2 * 2048:2 * 2048 + pause] == 0).all()
+    assert len(OrpheusSynthesizer(scripted, tokenizer, Codec(), split_sentences=False).synthesize([text], dialects=["balear"])[0]) \
+        == 2 * 2048
+
+    # no end-of-speech: the cap was hit; say so, with the text and the cap
+    capped = OrpheusSynthesizer(ScriptedGenerate(model, two_frames), tokenizer, Codec(), max_new_tokens=14)
+    with caplog.at_level(logging.WARNING):
+        capped.synthesize(["Una frase molt llarga."], dialects=["balear"])
+    assert capped.last_capped == [True]
+    assert "max_new_tokens=14" in caplog.text and "balear: Una frase molt llarga." in caplog.text
+
+
+def test_sharded_models_generate_with_synced_gpus(tiny, monkeypatch):
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FSDPModule
+
+    from recipes.orpheus.generate import OrpheusSynthesizer, load_model_and_tokenizer, needs_synced_gpus
+
+    model, tokenizer, _ = load_model_and_tokenizer(tiny["model"], device="cpu")
+    assert not needs_synced_gpus(model)  # no process group
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a: 2)
+    assert not needs_synced_gpus(model)  # DDP: every rank holds the whole model
+    layer = model.model.layers[0]
+    layer.__class__ = type("FSDPLlamaDecoderLayer", (FSDPModule, type(layer)), {})  # what fully_shard does
+    assert needs_synced_gpus(model)
+    scripted = ScriptedGenerate(model, [layout.END_OF_SPEECH])
+    OrpheusSynthesizer(scripted, tokenizer, None, max_new_tokens=7).generate_audio_tokens(["balear: hola"])
+    assert scripted.calls[0]["synced_gpus"] is True
+    monkeypatch.setattr(dist, "get_world_size", lambda *a: 1)
+    assert not needs_synced_gpus(model)
+    plain, _, _ = load_model_and_tokenizer(tiny["model"], device="cpu")
+    next(plain.parameters()).ds_id = 0  # DeepSpeed ZeRO-3 marks its partitioned parameters
+    monkeypatch.setattr(dist, "get_world_size", lambda *a: 2)
+    assert needs_synced_gpus(plain)

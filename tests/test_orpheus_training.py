@@ -159,11 +159,36 @@ def test_text_rows_mix_at_ratio(tiny, tmp_path):
     assert len(text) == 3 and text[0]["input_ids"][0] == layout.BEGIN_OF_TEXT
     assert text[0]["input_ids"][-1] == layout.END_OF_TEXT and text[0]["audio_start"] == -1
     speech = fake_rows(tiny[1], 4)
+    speech_tokens = sum(len(r) for r in speech["input_ids"])
     mixed = mix_text_rows(speech, text, ratio=1.5, seed=0)
-    assert len(mixed) == 4 + 6
-    assert sum(s == -1 for s in mixed["audio_start"]) == 6
+    # token-weighted: text-row tokens / speech-row tokens reaches the ratio (text rows repeat when too few),
+    # overshooting by less than one text row; a row count (the old meaning) would give 6 short text rows
+    text_tokens = sum(len(ids) for ids, s in zip(mixed["input_ids"], mixed["audio_start"]) if s == -1)
+    longest_text = max(len(r) for r in text["input_ids"])
+    assert 1.5 * speech_tokens <= text_tokens < 1.5 * speech_tokens + longest_text
+    assert sum(s == -1 for s in mixed["audio_start"]) > 6
     labels = OrpheusCollator()([mixed[-1]])["labels"][0]
     assert (labels[1:] != IGNORE_INDEX).all()  # text rows train on every token after the first
+
+
+def test_text_mix_batches_gives_pure_text_or_pure_speech_steps():
+    """Canopy's layout: no batch mixes text and speech, and runs of world x GA batches keep every optimizer step
+    (all ranks, all accumulation micro-batches) one kind; text runs spread between speech runs."""
+    from recipes.orpheus.training import TokenBudgetBatchSampler
+
+    rng = np.random.default_rng(0)
+    is_text = [False] * 120 + [True] * 60
+    lengths = rng.integers(100, 900, len(is_text)).tolist()
+    sampler = TokenBudgetBatchSampler(lengths, 2048, max_rows=8, is_text=is_text, mix="batches", block=4, seed=0)
+    batches = list(sampler)
+    kinds = [{is_text[i] for i in b} for b in batches]
+    assert all(len(k) == 1 for k in kinds)  # pure batches
+    steps = [kinds[i:i + 4] for i in range(0, len(kinds), 4)]
+    assert sum(len({frozenset(k) for k in step}) > 1 for step in steps) <= 2  # only the two groups' last runs
+    text_steps = [i for i, step in enumerate(steps) if step[0] == {True}]
+    assert text_steps[0] < len(steps) / 2 < text_steps[-1]  # spread, not all at the end
+    shuffled = TokenBudgetBatchSampler(lengths, 2048, max_rows=8, is_text=is_text, mix="shuffle", seed=0)
+    assert any(len({is_text[i] for i in b}) == 2 for b in shuffled)
 
 
 def test_audio_samples_leave_the_training_rng_alone(tiny, tmp_path):
@@ -192,3 +217,94 @@ def test_audio_samples_leave_the_training_rng_alone(tiny, tmp_path):
     assert set(waves) == {"balear"} and model.training  # sampled, and back in training mode
     # the synthesizer seeds itself (seed=0); training's dropout must not restart from that seed after each sample
     torch.testing.assert_close(torch.rand(4), expected_next)
+
+
+# --- precision: fp32 master weights for everything that trains (issue 13.1) ---------------------------------
+def bf16_checkpoint(paths, folder):
+    """The tiny model saved in bf16, as the real Orpheus checkpoints are."""
+    from transformers import AutoTokenizer
+
+    load_model(paths).to(torch.bfloat16).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(paths["model"]).save_pretrained(folder)
+    return folder
+
+
+def changed_fraction(model, before: dict) -> float:
+    changed = total = 0
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            changed += (parameter.detach().float() != before[name]).sum().item()
+            total += parameter.numel()
+    return changed / total
+
+
+ADAMW_5E5 = dict(max_steps=2, learning_rate=5e-5, optim="adamw_torch", lr_scheduler_type="constant", weight_decay=0.01,
+                 bf16=True, per_device_train_batch_size=2)
+
+
+def test_full_finetuning_from_bf16_checkpoint_updates_every_weight(tiny, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from tests.test_orpheus_recipe import REPO, run_script, tokenized_rows
+
+    checkpoint = bf16_checkpoint(tiny[0], tmp_path / "bf16")
+    start = {n: p.detach().float() for n, p in AutoModelForCausalLM.from_pretrained(checkpoint).named_parameters()}
+    trainer = run_script(["--config", str(REPO / "recipes/orpheus/configs/demo.yaml"), "--model_name_or_path",
+                          str(checkpoint), "--build_tiny_model", "false", "--snac_model", str(tiny[0]["snac"]),
+                          "--tokenized_dataset", tokenized_rows(tiny[0], tmp_path / "rows"), "--output_dir",
+                          str(tmp_path / "run"), "--max_steps", "2", "--learning_rate", "5e-5", "--warmup_steps", "0",
+                          "--lr_scheduler_type", "constant", "--bf16", "true", "--eval_strategy", "no",
+                          "--save_strategy", "no", "--sample_max_new_tokens", "7", "--sample_min_new_tokens", "0",
+                          "--report_to", "none", "--disable_tqdm", "true"])
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters() if p.requires_grad)
+    # bf16 weights: ~50 % of the elements keep their value (the update rounds away); fp32 masters: all move
+    assert changed_fraction(trainer.model, start) >= 0.99
+
+
+# --- token budget per packed row (issue 13.3) ---------------------------------------------------------------
+def long_rows(n, length, seed=0):
+    from datasets import Dataset
+
+    rng = np.random.default_rng(seed)
+    ids = [[layout.START_OF_HUMAN] + rng.integers(layout.AUDIO_OFFSET, layout.LAST_AUDIO_ID, length - 1).tolist()
+           for _ in range(n)]
+    return Dataset.from_dict({"input_ids": ids, "audio_start": [1] * n})
+
+
+def test_packed_rows_stay_within_the_token_budget(tiny, tmp_path):
+    rows = long_rows(8, 8192)
+    trainer = OrpheusTrainer(model=load_model(tiny[0]), args=trainer_args(tmp_path, per_device_train_batch_size=8),
+                             train_dataset=rows, data_collator=OrpheusCollator(packing=True), packing_max_tokens=8192)
+    batches = list(trainer.get_train_dataloader())
+    # before: the 8 rows were concatenated into one 65,536-token row
+    assert max(b["input_ids"].shape[1] for b in batches) == 8192 and len(batches) == 8
+    assert sum(b["input_ids"].shape[1] for b in batches) == 8 * 8192
+
+    # mixed lengths: whole utterances only, never over budget, every row exactly once
+    from recipes.orpheus.training import TokenBudgetBatchSampler
+
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(50, 1000, 500).tolist()
+    sampler = TokenBudgetBatchSampler(lengths, 2048, max_rows=16, seed=0)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    assert max(sum(lengths[i] for i in b) for b in batches) <= 2048 and max(len(b) for b in batches) <= 16
+    assert sampler.efficiency() > 0.9  # first-fit decreasing fills the rows
+    sampler.set_epoch(1)
+    assert list(sampler) != batches  # reshuffled per epoch
+    with pytest.raises(ValueError, match="row 2 has 3000 tokens"):
+        TokenBudgetBatchSampler([10, 20, 3000], 2048, max_rows=4)
+    with pytest.raises(ValueError, match="over packing_max_tokens=100"):
+        OrpheusCollator(packing=True, max_tokens=100)([{"input_ids": [1] * 60}, {"input_ids": [1] * 60}])
+
+
+def test_packing_efficiency_is_logged(tiny, tmp_path):
+    rows = fake_rows(tiny[1], 8, seed=4)
+    trainer = OrpheusTrainer(model=load_model(tiny[0]), args=trainer_args(tmp_path, per_device_train_batch_size=4,
+                                                                          max_steps=2),
+                             train_dataset=rows, data_collator=OrpheusCollator(packing=True), packing_max_tokens=400)
+    trainer.train()
+    logged = [h["packing_efficiency"] for h in trainer.state.log_history if "loss" in h]
+    lengths = [len(r) for r in rows["input_ids"]]
+    assert logged and 0 < logged[0] <= 1
+    assert logged[0] == pytest.approx(sum(lengths) / (len(trainer.train_batch_sampler) * 400), abs=1e-4)

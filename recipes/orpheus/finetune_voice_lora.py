@@ -8,7 +8,8 @@
 Base: an Orpheus checkpoint, e.g. a dialect model from pretrain_dialects.py or orpheus-3b-0.1-ft.
 Steps: load base (bf16, or 4-bit on GPU for QLoRA) -> check tokenizer -> filter the schema dataset
 to the speaker(s), SNAC-tokenise with the pretraining recipe's cached tokeniser, warn below
-300 clips / 30 minutes -> LoRA (r 16, alpha 32, dropout 0.05, q/k/v/o by default) -> train with the
+300 clips / 30 minutes -> LoRA (Canopy's lora.py: r 32, alpha 64, rsLoRA, dropout 0, all 7 projections
+q/k/v/o/gate/up/down; trainable weights in fp32 over a bf16 frozen base) -> train with the
 pretraining recipe's collator and Trainer -> save the adapter (safetensors), merge on request ->
 card, push. `recipes/orpheus/generate.py --model <output_dir>` loads the adapter (base read from
 adapter_config.json); `--model <output_dir>/merged` loads the merged model.
@@ -47,13 +48,18 @@ class VoiceLoraArguments:
     validation_fraction: float = 0.05
     tokenized_dataset: str | None = field(default=None, metadata={"help": "rows from tokenize_dataset.py instead"})
     packing: bool = True
+    packing_max_tokens: int | None = field(default=None, metadata={
+        "help": "token budget of one packed row of whole clips (default: max_length)"})
     loss_on: str = field(default="all", metadata={"help": "'all' or 'audio'"})
     attn_implementation: str = "auto"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target: str = field(default="attention", metadata={"help": "'attention' (q/k/v/o) or 'all' (+gate/up/down)"})
-    use_rslora: bool = field(default=False, metadata={"help": "scale by alpha/sqrt(r) instead of alpha/r"})
+    # Defaults: Canopy's finetune/lora.py (48.6 M trainable on the 3B). Unsloth's notebook: r 64, alpha 64,
+    # use_rslora false, lr 2e-4 (97 M). The former small default (r 16, alpha 32, dropout 0.05, attention only,
+    # 9.2 M) is still `--lora_target attention --lora_r 16 --lora_alpha 32 --use_rslora false`.
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.0
+    lora_target: str = field(default="all", metadata={"help": "'all' (q/k/v/o/gate/up/down) or 'attention' (q/k/v/o)"})
+    use_rslora: bool = field(default=True, metadata={"help": "scale by alpha/sqrt(r) instead of alpha/r"})
     lora_modules_to_save: list[str] | None = field(default=None, metadata={
         "help": "e.g. [embed_tokens, lm_head]: full trainable copies, ~1 B extra parameters on the 3B model"})
     load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA: 4-bit NF4 base via bitsandbytes (CUDA only)"})
@@ -89,6 +95,19 @@ def lora_config(args: VoiceLoraArguments):
                       task_type="CAUSAL_LM", use_rslora=args.use_rslora,
                       target_modules=ALL_PROJECTIONS if args.lora_target == "all" else ATTENTION_PROJECTIONS,
                       modules_to_save=args.lora_modules_to_save or None)
+
+
+def lora_model(model, args: VoiceLoraArguments):
+    """peft model with fp32 trainable weights: the LoRA matrices and any `modules_to_save` copy (peft copies
+    those in the base's dtype, and AdamW on bf16 weights rounds most updates away). The frozen base keeps its
+    dtype (bf16 or 4-bit); the Trainer's bf16 autocast runs the mixed forward pass."""
+    from peft import get_peft_model
+
+    from recipes.orpheus.training import upcast_trainable_parameters
+
+    model = get_peft_model(model, lora_config(args))
+    upcast_trainable_parameters(model)
+    return model
 
 
 def load_base(args: VoiceLoraArguments, bf16: bool):
@@ -130,7 +149,7 @@ def merge_adapter(adapter_dir: str, out_dir: str, dtype=None) -> str:
 
 def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: OrpheusTrainingArguments):
     from datasets import DatasetDict, load_from_disk
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
     from transformers import set_seed
 
     from data_prep.loading import load_prepared_dataset
@@ -187,7 +206,7 @@ def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: O
     if training_args.activation_checkpointing:
         training_args.activation_checkpointing_kwargs = training_args.activation_checkpointing_kwargs or {"use_reentrant": False}
         model.enable_input_require_grads()
-    model = get_peft_model(model, lora_config(args))
+    model = lora_model(model, args)
     trainable, total = log_trainable_parameters(model, logger.info)
 
     # ---- 4. train --------------------------------------------------------------------------------------
@@ -215,6 +234,7 @@ def main(args: VoiceLoraArguments, tok_args: TokenizeArguments, training_args: O
         model=model, args=training_args, train_dataset=rows["train"],
         eval_dataset=rows["validation"] if has_validation and training_args.eval_strategy != "no" else None,
         data_collator=OrpheusCollator(packing=args.packing, loss_on=args.loss_on), processing_class=tokenizer,
+        packing_max_tokens=(args.packing_max_tokens or tok_args.max_length) if args.packing else None,
         callbacks=[AudioSampleCallback(make_synthesizer, {args.voice: {"text": args.sample_text}},
                                        args.sample_every_n_steps, sample_logger,
                                        final_dir=os.path.join(training_args.output_dir, "final_samples"))],

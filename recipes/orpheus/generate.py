@@ -1,7 +1,7 @@
 """Orpheus text -> 24 kHz speech, from a trained model, a LoRA adapter, or a merged model.
 
     python recipes/orpheus/generate.py --model outputs/orpheus/demo --dialect balear \
-        --text "Bon dia a tothom." --out outputs/orpheus/generated
+        --text "Bon dia a tothom." --out outputs/orpheus/bon_dia.wav   # .wav: that file; else a folder
     python recipes/orpheus/generate.py --model outputs/orpheus/voice_lora_demo --text "Bon dia."  # adapter (voice saved)
     python recipes/orpheus/generate.py --model outputs/orpheus/voice_lora_demo/merged --text "Bon dia."
     python recipes/orpheus/generate.py --model <base> --adapter outputs/orpheus/voice_lora_demo --text "Bon dia."
@@ -11,6 +11,12 @@ at end-of-speech (128258). Decoding keeps every frame, code 0 included (upstream
 filters `> 0` and loses the first frame). With `constrain_to_audio` (default) the sampler may only
 emit the audio id range of the next position (or end-of-speech at a frame boundary), so every
 output decodes; a well-trained model puts all its mass there anyway.
+Long text is split into sentences (merged up to `max_chunk_chars`; `--no_split_sentences` turns it off), each
+chunk is generated on its own and the audio joined with `pause_s` of silence: Orpheus drifts or stops early
+on long prompts (Orpheus-TTS #48, #114, #289). A chunk that reaches `max_new_tokens` without end-of-speech
+is logged as a warning with its text and the cap (its audio is cut there).
+Under FSDP/ZeRO-3 with more than one rank, generation passes `synced_gpus=True`, so a rank that stops early
+keeps joining the sharded forward passes of the others instead of leaving them waiting.
 `load_synthesizer` implements the `recipes.common.Synthesizer` protocol for recipes/evaluate.py.
 """
 
@@ -19,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +54,49 @@ class AudioLayoutLogitsProcessor:
         return scores + mask
 
 
+def split_sentences(text: str, max_chars: int) -> list[str]:
+    """Sentences of `text` (split after . ! ? ; : and their closing quotes/brackets), neighbours merged while
+    the chunk stays within `max_chars`; a single longer sentence is cut at commas, then at spaces."""
+    text = " ".join(str(text).split())
+    if max_chars <= 0 or len(text) <= max_chars:
+        return [text] if text else []
+    pieces: list[str] = []
+    for sentence in re.split(r"(?<=[.!?;:…][\"'»”)\]])\s+|(?<=[.!?;:…])\s+", text):
+        while len(sentence) > max_chars:
+            cut = sentence.rfind(", ", 0, max_chars)
+            cut = cut + 1 if cut > 0 else sentence.rfind(" ", 0, max_chars)
+            cut = cut if cut > 0 else max_chars
+            pieces.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if sentence:
+            pieces.append(sentence)
+    chunks: list[str] = []
+    for piece in pieces:
+        if chunks and len(chunks[-1]) + 1 + len(piece) <= max_chars:
+            chunks[-1] += " " + piece
+        else:
+            chunks.append(piece)
+    return chunks
+
+
+def needs_synced_gpus(model) -> bool:
+    """True when the model's weights are sharded across ranks (FSDP 1/2, DeepSpeed ZeRO-3) and world size > 1:
+    every rank must then run each forward pass until all have finished generating."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch < 2.6: FSDP1 only
+        FSDPModule = FullyShardedDataParallel
+    if any(isinstance(m, (FSDPModule, FullyShardedDataParallel)) for m in model.modules()):
+        return True
+    return any(hasattr(p, "ds_id") for p in model.parameters())  # ZeRO-3 partitioned parameters
+
+
 class OrpheusSynthesizer:
     sampling_rate = layout.SAMPLING_RATE
     needs_reference = False
@@ -55,7 +104,8 @@ class OrpheusSynthesizer:
     def __init__(self, model, tokenizer, audio_tokenizer, *, prompt_label: str = "dialect", voice: str | None = None,
                  temperature: float = 0.6, top_p: float = 0.95, repetition_penalty: float = 1.1,
                  max_new_tokens: int = 1200, min_new_tokens: int = 0, constrain_to_audio: bool = True,
-                 batch_size: int = 8, seed: int | None = None):
+                 batch_size: int = 8, seed: int | None = None, split_sentences: bool = True,
+                 max_chunk_chars: int = 200, pause_s: float = 0.2):
         self.model, self.tokenizer, self.audio_tokenizer = model, tokenizer, audio_tokenizer
         self.prompt_label, self.voice = prompt_label, voice
         self.temperature, self.top_p, self.repetition_penalty = temperature, top_p, repetition_penalty
@@ -63,8 +113,12 @@ class OrpheusSynthesizer:
         # > 0 suppresses end-of-speech until that many tokens: for barely trained demo models that stop at once.
         self.min_new_tokens = min_new_tokens
         self.batch_size, self.seed = batch_size, seed
+        # ~200 characters is ~12-15 s of speech, inside the 1200-token (~14.6 s) default budget
+        self.split_sentences, self.max_chunk_chars, self.pause_s = split_sentences, max_chunk_chars, pause_s
         self.last_discarded_tokens: list[int] = []
-        self.last_hit_length_cap: list[bool] | None = None  # recipes.common.Synthesizer: no END_OF_SPEECH sampled
+        self.last_capped: list[bool] = []  # per prompt: max_new_tokens reached without end-of-speech
+        # recipes.common.Synthesizer (EOS health in evaluation): per text, True when any of its chunks hit the cap
+        self.last_hit_length_cap: list[bool] | None = None
 
     def label(self, dialect: str | None, speaker: str | None) -> str | None:
         if self.voice is not None:
@@ -80,7 +134,8 @@ class OrpheusSynthesizer:
 
         device = next(self.model.parameters()).device
         results: list[np.ndarray] = []
-        self.last_discarded_tokens, self.last_hit_length_cap = [], []
+        self.last_discarded_tokens, self.last_capped = [], []
+        synced_gpus = needs_synced_gpus(self.model)
         if self.seed is not None:
             torch.manual_seed(self.seed)
         for start in range(0, len(prompts), self.batch_size):
@@ -97,12 +152,17 @@ class OrpheusSynthesizer:
                     do_sample=self.temperature > 0, temperature=self.temperature if self.temperature > 0 else None,
                     top_p=self.top_p if self.temperature > 0 else None, repetition_penalty=self.repetition_penalty,
                     eos_token_id=layout.END_OF_SPEECH, pad_token_id=layout.PAD, logits_processor=processors,
-                    use_cache=True)
-            for row in output[:, longest:].cpu().numpy():
-                self.last_hit_length_cap.append(bool(layout.END_OF_SPEECH not in row))
+                    use_cache=True, synced_gpus=synced_gpus)
+            for prompt, row in zip(prompts[start:start + self.batch_size], output[:, longest:].cpu().numpy()):
                 tokens, discarded = layout.audio_tokens_from_generation(row)
                 results.append(tokens)
                 self.last_discarded_tokens.append(discarded)
+                capped = not (row == layout.END_OF_SPEECH).any()
+                self.last_capped.append(bool(capped))
+                if capped:
+                    logger.warning("no end-of-speech within max_new_tokens=%d (%.1f s of audio) for %r: the audio is "
+                                   "cut there. Raise max_new_tokens or split the text into shorter sentences.",
+                                   self.max_new_tokens, len(tokens) / layout.AUDIO_TOKENS_PER_SECOND, prompt)
         if any(self.last_discarded_tokens):
             logger.warning("discarded %s non-audio/misplaced generated tokens per text", self.last_discarded_tokens)
         return results
@@ -111,8 +171,22 @@ class OrpheusSynthesizer:
                    reference_texts=None) -> list[np.ndarray]:
         speakers = speakers or [None] * len(texts)
         dialects = dialects or [None] * len(texts)
-        prompts = [layout.format_prompt(self.label(d, s), t) for t, d, s in zip(texts, dialects, speakers)]
-        return [self.audio_tokenizer.decode(tokens) for tokens in self.generate_audio_tokens(prompts)]
+        # every text becomes one or more chunks, all generated in one batched pass, then joined per text
+        chunks = [split_sentences(t, self.max_chunk_chars) if self.split_sentences else [t] for t in texts]
+        chunks = [c or [""] for c in chunks]
+        prompts = [layout.format_prompt(self.label(d, s), chunk) for c, d, s in zip(chunks, dialects, speakers)
+                   for chunk in c]
+        waves = [self.audio_tokenizer.decode(tokens) for tokens in self.generate_audio_tokens(prompts)]
+        pause = np.zeros(int(round(self.pause_s * self.sampling_rate)), dtype=np.float32)
+        joined, k = [], 0
+        self.last_hit_length_cap = []
+        for c in chunks:
+            parts = waves[k:k + len(c)]
+            self.last_hit_length_cap.append(any(self.last_capped[k:k + len(c)]))
+            k += len(c)
+            with_pauses = [p for i, w in enumerate(parts) for p in ((pause, w) if i else (w,))]
+            joined.append(np.concatenate(with_pauses).astype(np.float32) if len(parts) > 1 else parts[0])
+        return joined
 
 
 def _read_recipe_file(model: str) -> dict:
@@ -165,7 +239,8 @@ def _has_tokenizer(folder: str) -> bool:
 
 def load_synthesizer(model_path: str, device: str | None = None, **options) -> OrpheusSynthesizer:
     """Synthesizer protocol entry point. Options: adapter, snac_model, prompt_label, voice, temperature,
-    top_p, repetition_penalty, max_new_tokens, min_new_tokens, constrain_to_audio, batch_size, seed."""
+    top_p, repetition_penalty, max_new_tokens, min_new_tokens, constrain_to_audio, batch_size, seed,
+    split_sentences, max_chunk_chars, pause_s."""
     from recipes.orpheus.tokenize_dataset import SNAC_HUB_ID, SnacAudioTokenizer, load_snac
 
     adapter = options.pop("adapter", None)
@@ -181,41 +256,49 @@ def load_synthesizer(model_path: str, device: str | None = None, **options) -> O
 
 
 def main(argv=None):
+    from recipes.common import add_generate_arguments, output_wav_paths
+
     parser = argparse.ArgumentParser(description="Orpheus text-to-speech (24 kHz WAVs)")
-    parser.add_argument("--model", required=True, help="trained/merged model folder, adapter folder, or Hub id")
+    add_generate_arguments(
+        parser, model_help="trained/merged model folder, LoRA adapter folder, or Hub id",
+        voice_help="literal prompt label, e.g. a LoRA voice name (default: the voice saved with the model; "
+                   "else the label built from --dialect/--speaker)",
+        default_out="outputs/orpheus/generated.wav")
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder applied on top of --model")
-    parser.add_argument("--text", action="append", required=True, help="text to speak (repeatable)")
-    parser.add_argument("--dialect", default=None, help="dialect label for the prompt (prompt_label dialect/both)")
     parser.add_argument("--speaker", default=None, help="speaker label for the prompt (prompt_label speaker/both)")
-    parser.add_argument("--voice", default=None, help="literal prompt label, e.g. a LoRA voice name")
     parser.add_argument("--prompt_label", default=None, choices=layout.PROMPT_LABELS)
     parser.add_argument("--snac_model", default=None, help="SNAC folder or Hub id (default: what training used)")
-    parser.add_argument("--out", default="outputs/orpheus/generated")
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top_p", type=float, default=0.95)
     parser.add_argument("--repetition_penalty", type=float, default=1.1)
-    parser.add_argument("--max_new_tokens", type=int, default=1200, help="about 82 tokens per second of speech")
+    parser.add_argument("--max_new_tokens", type=int, default=1200,
+                        help="per sentence chunk; about 82 tokens per second of speech")
     parser.add_argument("--min_new_tokens", type=int, default=0, help="no end-of-speech before this many tokens")
     parser.add_argument("--no_constrain_to_audio", action="store_true", help="sample from the full vocabulary")
+    parser.add_argument("--no_split_sentences", dest="split_sentences", action="store_false",
+                        help="generate each text in one pass, however long")
+    parser.add_argument("--max_chunk_chars", type=int, default=200,
+                        help="sentences are merged into chunks of at most this many characters")
+    parser.add_argument("--pause_s", type=float, default=0.2, help="silence between the chunks of one text")
     parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if args.language:
+        logger.info("--language %s is not used: Orpheus is conditioned only by the prompt label", args.language)
 
     from data_prep.audio import write_audio
 
-    options = {k: getattr(args, k) for k in ("temperature", "top_p", "repetition_penalty", "max_new_tokens", "min_new_tokens",
-                                              "batch_size", "seed", "voice", "snac_model", "adapter")}
+    paths = output_wav_paths(args.out, len(args.text))
+    options = {k: getattr(args, k) for k in ("temperature", "top_p", "repetition_penalty", "max_new_tokens",
+                                              "min_new_tokens", "batch_size", "seed", "voice", "snac_model", "adapter",
+                                              "split_sentences", "max_chunk_chars", "pause_s")}
     if args.prompt_label:
         options["prompt_label"] = args.prompt_label
     synthesizer = load_synthesizer(args.model, args.device, constrain_to_audio=not args.no_constrain_to_audio,
                                    **options)
     waves = synthesizer.synthesize(args.text, dialects=[args.dialect] * len(args.text),
                                    speakers=[args.speaker] * len(args.text))
-    os.makedirs(args.out, exist_ok=True)
-    for i, wave in enumerate(waves):
-        path = Path(args.out) / f"{i:03d}.wav"
+    for path, wave in zip(paths, waves):
         write_audio(path, wave, synthesizer.sampling_rate)
         print(f"{path}\t{len(wave) / synthesizer.sampling_rate:.2f} s")
 

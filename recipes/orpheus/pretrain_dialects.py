@@ -9,8 +9,9 @@ Without --config it uses configs/catalan_dialects.yaml (flags still override it)
 1. load the base model and tokenizer, and check the tokenizer has the Orpheus ids;
 2. load the schema dataset (data_prep) and SNAC-tokenise it, cached and resumable
    (or read rows written by `recipes/orpheus/tokenize_dataset.py` via --tokenized_dataset);
-3. optionally mix in text-only rows at `text_ratio` text rows per speech row;
-4. train with OrpheusTrainer: padded or padding-free packed batches, full-row or audio-only loss,
+3. optionally mix in text-only rows at `text_ratio` text tokens per speech token (in shared or separate batches);
+4. train with OrpheusTrainer: padded batches, or padding-free packed rows of whole utterances within a token
+   budget (`packing_max_tokens`); full-row or audio-only loss; fp32 master weights under bf16 autocast;
    validation loss overall and per dialect, audio samples per dialect in TensorBoard;
 5. save model, tokenizer, generation config, loss curve and model card; push if asked.
 """
@@ -48,12 +49,22 @@ class ScriptArguments:
     validation_fraction: float = 0.05
     tokenized_dataset: str | None = field(default=None, metadata={
         "help": "rows from tokenize_dataset.py (save_to_disk folder); skips SNAC encoding"})
-    packing: bool = field(default=True, metadata={"help": "padding-free packing of the per-device batch into one row"})
+    packing: bool = field(default=True, metadata={
+        "help": "padding-free packing: each device step is one row of whole utterances (<= per_device batch size of "
+                "them, <= packing_max_tokens tokens)"})
+    packing_max_tokens: int | None = field(default=None, metadata={
+        "help": "token budget of one packed row (default: max_length); bounds activation and logits memory"})
     loss_on: str = field(default="all", metadata={"help": "'all' (upstream parity: whole row) or 'audio'"})
     attn_implementation: str = field(default="auto", metadata={"help": "auto | sdpa | flash_attention_2 | eager"})
     text_dataset: str | None = field(default=None, metadata={"help": "text-only data (.txt, .jsonl, folder, Hub id)"})
     text_column: str = "text"
-    text_ratio: float = field(default=0.0, metadata={"help": "text rows per speech row (upstream used 0-2)"})
+    text_ratio: float = field(default=0.0, metadata={
+        "help": "text-row tokens per speech-row token (token-weighted; 0 = TTS only). Canopy's `ratio` counts whole "
+                "text batches per speech batch; with packing and text_mix=batches both kinds of row are ~full, so "
+                "its ratio 2 is about text_ratio 2"})
+    text_mix: str = field(default="shuffle", metadata={
+        "help": "'shuffle': text rows share batches with speech rows; 'batches': pure text and pure speech "
+                "optimizer steps (Canopy), text steps spread evenly between speech steps"})
     sample_every_n_steps: int | None = field(default=None, metadata={
         "help": "log one generated sample per dialect every N steps (and at the end); 0/None: end only"})
     sample_text: str = field(default="Bon dia, avui fa un dia molt bonic.", metadata={
@@ -67,6 +78,10 @@ class ScriptArguments:
     def __post_init__(self):
         if self.loss_on not in ("all", "audio"):
             raise ValueError(f"loss_on must be 'all' or 'audio', got {self.loss_on!r}")
+        if self.text_mix not in ("shuffle", "batches"):
+            raise ValueError(f"text_mix must be 'shuffle' or 'batches', got {self.text_mix!r}")
+        if self.packing_max_tokens is not None and self.packing_max_tokens < 1:
+            raise ValueError("packing_max_tokens must be >= 1 (or unset: max_length)")
         if self.text_ratio < 0:
             raise ValueError("text_ratio must be >= 0")
         if self.text_ratio > 0 and not self.text_dataset:
@@ -136,9 +151,11 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
             build_tiny_orpheus(Path(script_args.model_name_or_path).parent)
     with explain_hub_errors(f"Orpheus model '{script_args.model_name_or_path}'", DEMO_COMMAND):
         tokenizer = AutoTokenizer.from_pretrained(script_args.model_name_or_path)
+        # fp32 weights even with bf16: the Trainer's bf16 is autocast, and AdamW on bf16 weights rounds most
+        # updates away (training.upcast_trainable_parameters). FSDP2/ZeRO-3 shard these fp32 masters.
         model = AutoModelForCausalLM.from_pretrained(
             script_args.model_name_or_path, attn_implementation=resolve_attn_implementation(script_args.attn_implementation),
-            dtype=torch.bfloat16 if training_args.bf16 else torch.float32)
+            dtype=torch.float32)
     layout.check_tokenizer(tokenizer, model.config.vocab_size, where=f"tokenizer of {script_args.model_name_or_path}")
     model.config.use_cache = False  # a cache disables the packed-sequence mask (notes, pitfall 13)
     if training_args.activation_checkpointing:
@@ -169,10 +186,14 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
     logger.info("tokenisation report: %s", json.dumps(report))
     logger.info("train data per dialect: %s", json.dumps(summary))
     train_rows = rows["train"]
+    packing_max_tokens = script_args.packing_max_tokens or tok_args.max_length
     if script_args.text_ratio > 0:
-        text_rows = load_text_rows(script_args.text_dataset, tokenizer, script_args.text_column, tok_args.max_length)
+        text_rows = load_text_rows(script_args.text_dataset, tokenizer, script_args.text_column,
+                                   min(tok_args.max_length, packing_max_tokens))
         train_rows = mix_text_rows(train_rows, text_rows, script_args.text_ratio, training_args.seed)
-        logger.info("mixed %d text rows into %d speech rows", len(train_rows) - len(rows["train"]), len(rows["train"]))
+        logger.info("mixed %d text rows into %d speech rows (text_ratio %s text tokens per speech token, text_mix %s)",
+                    len(train_rows) - len(rows["train"]), len(rows["train"]), script_args.text_ratio,
+                    script_args.text_mix)
 
     # ---- 3. trainer ----------------------------------------------------------------------------------
     snac_for_samples = {}
@@ -202,6 +223,8 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
         eval_dataset=per_dialect_eval_sets(rows["validation"]) if training_args.eval_strategy != "no" else None,
         data_collator=OrpheusCollator(packing=script_args.packing, loss_on=script_args.loss_on),
         processing_class=tokenizer,
+        packing_max_tokens=packing_max_tokens if script_args.packing else None,
+        text_mix=script_args.text_mix,
         callbacks=[AudioSampleCallback(make_synthesizer, prompts, script_args.sample_every_n_steps, sample_logger,
                                        final_dir=os.path.join(training_args.output_dir, "final_samples"))],
     )
@@ -249,11 +272,16 @@ def main(script_args: ScriptArguments, tok_args: TokenizeArguments, training_arg
                 "Prompt format": f"`{{label}}: {{text}}` with label = {tok_args.prompt_label} (lower case), e.g. "
                                  f"`{label_example}`, inside `[128259] <|begin_of_text|>... [128009, 128260, 128261, "
                                  f"128257]`; generation stops at 128258.",
-                "Training": f"loss on {script_args.loss_on} tokens, packing={script_args.packing}, "
-                            f"lr {training_args.learning_rate} "
+                "Training": f"loss on {script_args.loss_on} tokens, packing={script_args.packing}"
+                            + (f" (rows of <= {packing_max_tokens} tokens)" if script_args.packing else "")
+                            + f", lr {training_args.learning_rate} "
                             f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, global batch "
                             f"{training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps}"
-                            f" x {training_args.world_size} rows, text_ratio {script_args.text_ratio}.",
+                            f" x {training_args.world_size} rows, "
+                            + (f"text_ratio {script_args.text_ratio} text tokens per speech token in "
+                               f"{'separate text and speech steps' if script_args.text_mix == 'batches' else 'shared batches'}"
+                               f" from `{script_args.text_dataset}`." if script_args.text_ratio > 0 else
+                               "speech only (text_ratio 0)."),
                 "Use": "`python recipes/orpheus/generate.py --model <this repo> --dialect balear --text \"Bon dia.\"`",
             },
             tags=["orpheus", "snac", "dialects"],
