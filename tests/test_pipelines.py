@@ -88,6 +88,7 @@ def test_bakeoff_table_skips_a_declining_recipe_and_reruns_nothing(tmp_path, cap
     markdown = (tmp_path / "out" / "t" / "results.md").read_text()
     assert "| b | skipped: no Catalan in its tokenizer |" in markdown
     assert "| recordings (ceiling) | 0.050 | 0.020 | 0.900 |" in markdown
+    assert {line.count("|") for line in markdown.splitlines() if line.startswith("| ")} == {13}  # 12 columns
     assert (tmp_path / "out" / "t" / "charts" / "wer.png").stat().st_size > 1000
     capsys.readouterr()
     bakeoff.main(["--config", str(path)])  # the rerun trains and evaluates nothing again

@@ -105,7 +105,7 @@ def table(rows: list[dict], ceiling: dict | None) -> str:
     if ceiling:
         lines.append("| recordings (ceiling) | " + " | ".join(
             [fmt(_number(ceiling, "wer"), ".3f"), fmt(_number(ceiling, "cer"), ".3f"),
-             fmt(_number(ceiling, "similarity"), ".3f"), "–", "–"] + ["–"] * 7) + " |")
+             fmt(_number(ceiling, "similarity"), ".3f")] + ["–"] * (len(head) - 4)) + " |")
     return "\n".join(lines)
 
 
