@@ -291,15 +291,9 @@ def main(args: DistillArguments, training_args: DistillTrainingArguments):
                                    f"student {student_params:,}. Versions: {library_versions()}.")},
             library_name="pocket-tts", tags=["pocket-tts", "distillation", *languages])
         if push_export:
-            import shutil
-            import tempfile
-
-            from recipes.common import push_folder_to_hub
-
-            staging = Path(tempfile.mkdtemp()) / "pocket_tts"
-            shutil.copytree(export_dir, staging)
-            (staging / "config_hub.yaml").replace(staging / "config.yaml")
-            push_folder_to_hub(str(staging), training_args.hub_model_id, private=bool(training_args.hub_private_repo))
+            url = modeling.push_export(export_dir, training_args.hub_model_id,
+                                       private=bool(training_args.hub_private_repo))
+            logger.info("pushed to %s", url)
         logger.info("exported the student to %s", export_dir)
     return trainer
 

@@ -224,7 +224,7 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
 
     from data_prep.audio import decode_audio
     from recipes.common import (AudioSampleLogger, explain_hub_errors, library_versions, log_trainable_parameters,
-                                push_folder_to_hub, resume_checkpoint, write_model_card)
+                                resume_checkpoint, write_model_card)
     from recipes.pocket import modeling
     from recipes.pocket.data import (PocketCollator, attach_prompt_candidates, language_tag, load_recipe_dataset,
                                      normalize_text, row_language, text_options)
@@ -392,13 +392,8 @@ def main(script_args: PocketArguments, training_args: PocketTrainingArguments):
             metrics={k: float(v) for k, v in eval_metrics.items() if isinstance(v, (int, float))})
         logger.info("exported %s  (TTSModel.load_model(config='%s/config.yaml'))", export_dir, export_dir)
         if push_export:
-            import shutil
-            import tempfile
-
-            staging = Path(tempfile.mkdtemp()) / "pocket_tts"
-            shutil.copytree(export_dir, staging)
-            (staging / "config_hub.yaml").replace(staging / "config.yaml")
-            url = push_folder_to_hub(str(staging), training_args.hub_model_id, private=bool(training_args.hub_private_repo))
+            url = modeling.push_export(export_dir, training_args.hub_model_id,
+                                       private=bool(training_args.hub_private_repo))
             logger.info("pushed to %s", url)
     return trainer
 

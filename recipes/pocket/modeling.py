@@ -404,3 +404,16 @@ def export_pocket_model(training_model: PocketTTSForTraining, ema: WeightEMA | N
         {"languages": languages, "language_tag": use_language_tag,
          "language_tag_format": "<{language}> " if use_language_tag else None}, indent=1))
     return out
+
+
+def push_export(export_dir, repo_id: str, private: bool = False) -> str:
+    """Push a pocket_tts export: the Hub copy uses config_hub.yaml (weights referenced by repo) as config.yaml."""
+    import shutil
+    import tempfile
+
+    from recipes.common import push_folder_to_hub
+
+    staging = Path(tempfile.mkdtemp()) / "pocket_tts"
+    shutil.copytree(export_dir, staging)
+    (staging / "config_hub.yaml").replace(staging / "config.yaml")
+    return push_folder_to_hub(str(staging), repo_id, private=private)

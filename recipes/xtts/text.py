@@ -99,6 +99,7 @@ class XttsTextTokenizer(VoiceBpeTokenizer):
             # normaliser above covered numbers and abbreviations from the rule file).
             return _SPACES.sub(" ", txt.lower()).strip()
         if base not in UPSTREAM_LANGUAGES:
+            # NotImplementedError, as upstream raises for a language it lacks (the evaluation falls back on it)
             raise NotImplementedError(f"language '{lang}' is neither an XTTS language ({UPSTREAM_LANGUAGES}) nor "
                                       f"one added to this vocabulary ({sorted(self.new_languages)})")
         return super().preprocess_text(txt, base)
