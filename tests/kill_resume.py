@@ -56,6 +56,11 @@ def _arm(point: str, step: int) -> None:
 
         global _KILL_SHARD, _MAIN_PID
         _KILL_SHARD, _MAIN_PID = step, os.getpid()
+        # Pool workers get the job pickled by reference; runpy(alter_sys=True) replaces `__main__` with the
+        # script being run, so `__main__._dying_shard` would not resolve there. Register this module under a
+        # name of its own (forked workers inherit sys.modules, and with it _KILL_SHARD and _MAIN_PID).
+        sys.modules[_HARNESS_MODULE] = sys.modules[__name__]
+        _dying_shard.__module__ = _HARNESS_MODULE
         processing._real_process_shard, processing._process_shard = processing._process_shard, _dying_shard
     elif point == "snac_shard":  # Orpheus SNAC cache: killed right after shard <step> is marked DONE
         import pathlib
@@ -73,6 +78,7 @@ def _arm(point: str, step: int) -> None:
 
 
 _KILL_SHARD, _MAIN_PID = None, None
+_HARNESS_MODULE = "_kill_resume_harness"
 
 
 def _dying_shard(task):

@@ -31,9 +31,7 @@ def _outcome(out: Path) -> tuple[list[str], list[tuple[str, str]]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("source,num_proc", [
     ("common-voice", "1"),
-    # measured 2026-12-01: with 2 workers the injected kill fires inside a pool worker, so the importer itself is
-    # not SIGKILLed (returncode != -9) and the test never reaches the resume; the harness must kill the parent
-    pytest.param("folder", "2", marks=pytest.mark.xfail(reason="kill injection lands in a pool worker", strict=True)),
+    ("folder", "2"),  # with workers: the kill comes from the pool worker that finished the shard
     ("manifest", "1")])
 def test_kill_9_mid_run_then_rerun_resumes_without_lost_or_duplicate_rows(exported, tmp_path, source, num_proc):
     path = {"common-voice": exported["common_voice"] / "ca" if (exported["common_voice"] / "ca").is_dir()
@@ -51,7 +49,8 @@ def test_kill_9_mid_run_then_rerun_resumes_without_lost_or_duplicate_rows(export
     assert not (out / "dataset").exists()
     finished = list((out / "cache").glob("shards-*/skips-*.json"))
     total = len(list((out / "cache").glob("shards-*")))
-    assert total == 1 and len(finished) >= 2  # shards 0 and 1 at least made it to disk
+    # shard 1 made it to disk (with 2 workers shard 0 may still have been running: it is then redone)
+    assert total == 1 and any(p.name == "skips-000001.json" for p in finished)
 
     rerun = run("data_prep", argv + ["--output_dir", str(out)])
     assert rerun.returncode == 0, rerun.stderr[-3000:]
