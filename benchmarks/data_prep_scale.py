@@ -168,11 +168,17 @@ def main(argv=None):
               f" {x_rt / floor:>8.0%}", flush=True)
         shutil.rmtree(work / f"cv-{n}", ignore_errors=True)
         shutil.rmtree(work / f"out-{n}", ignore_errors=True)
-    if len(results) > 1:
-        growth = results[-1]["peak_anon_rss_mb"] / results[0]["peak_anon_rss_mb"] - 1
-        print(f"peak memory {results[0]['clips']} -> {results[-1]['clips']} clips: {growth:+.0%} (goal <= +25 %)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    # Sizes run separately (a 200k run takes the better part of an hour here) accumulate in one file: a size
+    # measured again replaces its row.
+    out = Path(args.out)
+    earlier = json.loads(out.read_text()) if out.is_file() else []
+    measured = {r["clips"] for r in results}
+    table = sorted([r for r in earlier if r["clips"] not in measured] + results, key=lambda r: r["clips"])
+    if len(table) > 1:
+        growth = table[-1]["peak_anon_rss_mb"] / table[0]["peak_anon_rss_mb"] - 1
+        print(f"peak memory {table[0]['clips']} -> {table[-1]['clips']} clips: {growth:+.0%} (goal <= +25 %)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(table, indent=2) + "\n")
     print(f"wrote {args.out}")
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)

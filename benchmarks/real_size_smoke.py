@@ -9,8 +9,10 @@ No weights are downloaded: random initialisation from the real configs has the r
 memory, so shape, dtype and memory problems show up here instead of on a rented GPU. Each model runs in its
 own process (peak RSS is that process's high-water mark) and is checked against its published parameter
 count. Rows in the table:
-- Orpheus-3B: Llama-3.2-3B shape at vocab 156,940, bf16 base weights, LoRA on all 7 projections,
-  OrpheusTrainer + OrpheusCollator(packing=True) on one packed row of SNAC-coded demo clips;
+- Orpheus-3B: Llama-3.2-3B shape at vocab 156,940, LoRA on all 7 projections with activation checkpointing
+  (configs/voice_lora.yaml), OrpheusTrainer + OrpheusCollator(packing=True) on one packed row of >= 1,024
+  tokens of SNAC-coded demo clips. Base weights bf16 on a GPU (the recipe's); fp32 on a CPU without bf16
+  instructions, where a bf16 matmul is >100x slower than fp32 (benchmarks/README.md);
 - F5-TTS Base (the pt_br.yaml architecture): full fine-tune with F5Trainer, FrameBudgetBatchSampler,
   F5Collator, EMA, on a slice of the real frame budget;
 - XTTS-v2 (the coqui/XTTS-v2 config.json GPT): LoRA adapter with XttsAdapterTrainer, DVAE codes from a
@@ -156,9 +158,11 @@ def finish(result: dict, trainer, timer, model, before: dict, params: int, train
 # Orpheus-3B: LoRA (all 7 projections) on bf16 base weights, one packed row
 # ----------------------------------------------------------------------------------------------------
 
-# Tokens of the packed Orpheus row on CPU: bf16 matmuls run at ~2-4 GFLOP/s on a 2-core AVX2 CPU and one token
-# costs ~13 GFLOP of forward + input gradients, so 1,024 tokens would take about an hour per step there.
-ORPHEUS_CPU_TOKENS = 64
+# One token of Orpheus-3B costs ~20 GFLOP per LoRA step (forward, input gradients, and the forward again under
+# activation checkpointing). A CPU without bf16 instructions (AVX2 only: this 2-core EPYC) multiplies bf16
+# matrices >100x slower than fp32 (a 1024x3072 @ 3072x8192 product: 42 GFLOP/s per core in fp32, not done after
+# 10 min in bf16), so there the base is built in fp32: same shapes, same recipe code, 2x the weight memory.
+ORPHEUS_TOKENS = 1024
 ORPHEUS_VOCAB = 156_940  # canopylabs/orpheus-3b-0.1-ft (the -pretrained checkpoint has 156,939)
 ORPHEUS_LORA = dict(r=16, alpha=32, dropout=0.05)  # configs/voice_lora.yaml
 LORA_PARAMS_PER_LAYER_PER_RANK = 54_272  # q 3072+3072, k/v 3072+1024, o 3072+3072, gate/up 3072+8192, down 8192+3072
@@ -234,10 +238,13 @@ def run_orpheus(size: str = "real", device: str = "cpu", steps: int = 2, tokens:
     from recipes.orpheus.training import OrpheusCollator, OrpheusTrainer
 
     started = time.perf_counter()
-    # The recipe's bf16 base weights at real size; the tiny rehearsal stays in fp32 (bf16 matmuls are slow on CPU).
-    dtype = dtype or ("bfloat16" if size == "real" else "float32")
+    # The recipe's bf16 base weights on a GPU; fp32 on CPU (see ORPHEUS_TOKENS) and for the tiny rehearsal.
+    dtype = dtype or ("bfloat16" if size == "real" and device != "cpu" else "float32")
     torch_dtype = getattr(torch, dtype)
     model = build_orpheus(size, torch_dtype, device)
+    # configs/voice_lora.yaml trains with activation checkpointing; finetune_voice_lora.py then needs input grads
+    # on the frozen embedding so the checkpointed blocks see a tensor that requires grad.
+    model.enable_input_require_grads()
     params = sum(p.numel() for p in model.parameters())
     tokenizer = build_tiny_tokenizer(demo_texts())  # the real Orpheus ids (layout.check_tokenizer passes)
     layout.check_tokenizer(tokenizer, model.config.vocab_size, where="smoke tokenizer")
@@ -266,7 +273,9 @@ def run_orpheus(size: str = "real", device: str = "cpu", steps: int = 2, tokens:
     with tempfile.TemporaryDirectory() as tmp:
         args = OrpheusTrainingArguments(**common_training_kwargs(out or tmp, device, steps),
                                         per_device_train_batch_size=len(rows), learning_rate=2e-4,
-                                        lr_scheduler_type="constant", warmup_steps=0)
+                                        lr_scheduler_type="constant", warmup_steps=0,
+                                        activation_checkpointing=True,
+                                        activation_checkpointing_kwargs={"use_reentrant": False})
         trainer = OrpheusTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                  data_collator=OrpheusCollator(packing=True), processing_class=tokenizer,
                                  callbacks=[timer])
@@ -569,18 +578,18 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--orpheus_tokens", type=int, default=None,
-                        help=f"tokens in the packed Orpheus row (default: 1024 on GPU, {ORPHEUS_CPU_TOKENS} on CPU, "
-                             "where bf16 matmuls are slow; see benchmarks/README.md)")
+                        help=f"tokens in the packed Orpheus row (default {ORPHEUS_TOKENS}; 256 with --size tiny)")
+    parser.add_argument("--orpheus_dtype", choices=["bfloat16", "float32"], default=None,
+                        help="Orpheus base weights (default: bfloat16 on GPU, float32 on CPU; see ORPHEUS_TOKENS)")
     parser.add_argument("--f5_frames", type=int, default=None, help="frame budget of the F5 batch (default 600)")
     parser.add_argument("--out", default="outputs/real_size")
     parser.add_argument("--memory_wait_minutes", type=float, default=10.0)
     parser.add_argument("--child", choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.orpheus_tokens is None:  # see the module docstring / benchmarks/README.md for the CPU budget
-        args.orpheus_tokens = ORPHEUS_CPU_TOKENS if (args.device == "cpu" and args.size == "real") else (
-            1024 if args.size == "real" else 256)
-    options = {"orpheus": {"tokens": args.orpheus_tokens}, "f5": {"frames": args.f5_frames}}
+    if args.orpheus_tokens is None:
+        args.orpheus_tokens = ORPHEUS_TOKENS if args.size == "real" else 256
+    options = {"orpheus": {"tokens": args.orpheus_tokens, "dtype": args.orpheus_dtype}, "f5": {"frames": args.f5_frames}}
     if args.child:
         child_main(args.child, args.size, args.device, args.result,
                    {"steps": args.steps, **options.get(args.child, {})})
@@ -596,7 +605,8 @@ def main(argv=None) -> int:
         result_path.unlink(missing_ok=True)
         command = [sys.executable, str(Path(__file__).resolve()), "--child", model, "--result", str(result_path),
                    "--size", args.size, "--device", args.device, "--steps", str(args.steps)]
-        for flag, value in (("--orpheus_tokens", args.orpheus_tokens), ("--f5_frames", args.f5_frames)):
+        for flag, value in (("--orpheus_tokens", args.orpheus_tokens), ("--orpheus_dtype", args.orpheus_dtype),
+                            ("--f5_frames", args.f5_frames)):
             if value is not None:
                 command += [flag, str(value)]
         print(f"[{model}] {' '.join(command[2:])}", flush=True)
