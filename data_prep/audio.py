@@ -24,6 +24,8 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
         return samples
     if samples.ndim != 2:
         raise ValueError(f"expected 1-D or 2-D audio, got shape {samples.shape}")
+    if samples.shape[0] == 1:  # most corpora are mono: a view, not a mean over one channel
+        return samples[0]
     return samples.mean(axis=0)
 
 
