@@ -1,7 +1,7 @@
 """Every recipe at its real architecture: random weights from the real configs, 2 optimizer steps of the
 real recipe code (Trainer subclass, collator, loss) on real-length rows of the demo corpus.
 
-    python benchmarks/real_size_smoke.py                        # all four, CPU, writes outputs/real_size/results.md
+    python benchmarks/real_size_smoke.py                        # all six rows, CPU, writes outputs/real_size/results.md
     python benchmarks/real_size_smoke.py --models f5 pocket     # a subset
     python benchmarks/real_size_smoke.py --size tiny            # same code on tiny models (seconds; the fast test)
 
@@ -18,7 +18,12 @@ count. Rows in the table:
 - XTTS-v2 (the coqui/XTTS-v2 config.json GPT): LoRA adapter with XttsAdapterTrainer, DVAE codes from a
   real-size random DVAE, conditioning from another clip of the same speaker;
 - Pocket TTS 24-layer teacher (pocket_tts's english_2026-04_24l.yaml): full fine-tune of the flow LM with
-  the recipe's Trainer, collator, LSD + EOS loss and weight EMA.
+  the recipe's Trainer, collator, LSD + EOS loss and weight EMA;
+- xtts_extended: the XTTS-v2 GPT on a base vocabulary without Catalan, taught it as train_adapter.py does
+  (new_language ca with dialect tags, configs/ca_dialects_adapter.yaml: vocabulary extension, grown text
+  embedding/head whose new rows train, LoRA r32), 2 steps on Catalan demo clips;
+- pocket_student: distill.py's 6-layer student (make_student, teacher layers 0,1,2,21,22,23) of the random
+  24-layer teacher, 2 steps of its CFG distillation loss with the recipe's Trainer, collator and EMA.
 On a 2-core CPU the 3B model dominates: see benchmarks/README.md for the figures and the token budget.
 """
 
@@ -41,10 +46,16 @@ for _name, _value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("T
     os.environ.setdefault(_name, _value)
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(tempfile.gettempdir(), "mplconfig"))
 
-MODELS = ("orpheus", "f5", "xtts", "pocket")
+MODELS = ("orpheus", "f5", "xtts", "pocket", "xtts_extended", "pocket_student")
 # Memory a real-size CPU run needs (GB, measured peak RSS rounded up): the runner waits for this much
 # (+ a 3 GB margin) to be available before starting it, so a shared machine is not pushed into the OOM killer.
-REAL_SIZE_NEED_GB = {"orpheus": 10, "f5": 8, "xtts": 5, "pocket": 7}
+REAL_SIZE_NEED_GB = {"orpheus": 10, "f5": 8, "xtts": 5, "pocket": 7, "xtts_extended": 6, "pocket_student": 7}
+
+# One transformer layer of Pocket's flow LM (pocket_tts english_2026-04_24l.yaml: d 1024, hidden_scale 4): fused
+# bias-free in_proj 3d x d + out_proj d x d + bias-free MLP 2 x 4d x d + two LayerNorms (weight, bias).
+POCKET_D_MODEL, POCKET_HIDDEN_SCALE = 1024, 4
+POCKET_LAYER_PARAMS = (4 + 2 * POCKET_HIDDEN_SCALE) * POCKET_D_MODEL ** 2 + 4 * POCKET_D_MODEL  # 12,587,008
+POCKET_TEACHER_PARAMS, POCKET_STUDENT_LAYERS = 316.01e6, 6
 
 # Published sizes. `tolerance` is relative; `adjust` says how our build may differ from the published model.
 PUBLISHED = {
@@ -56,6 +67,14 @@ PUBLISHED = {
                  tolerance=0.01),
     "pocket": dict(params=316.01e6, source="Pocket TTS *_24l flow LM at 4000 pieces: 316.01 M (notes/pocket.md §2)",
                    tolerance=0.01),
+    "xtts_extended": dict(params=377.9e6, source="XTTS-v2 GPT-2 stack, 30 blocks x 1024: 377.9 M (notes/xtts.md §7); "
+                          "the vocabulary extension grows only the text embedding and head, outside the stack",
+                          tolerance=0.01),
+    "pocket_student": dict(params=POCKET_TEACHER_PARAMS - (24 - POCKET_STUDENT_LAYERS) * POCKET_LAYER_PARAMS,
+                           source="derived from the teacher's config: *_24l flow LM 316.01 M - 18 dropped layers x "
+                                  "12,587,008 (d 1024: in_proj 3d^2 + out_proj d^2 + MLP 8d^2 + 2 LayerNorms) = "
+                                  "89.44 M at 4000 pieces; the released 6-layer models: 89.45 M (notes/pocket.md §2)",
+                           tolerance=0.01),
 }
 
 
@@ -357,10 +376,10 @@ def xtts_base(size: str, work: Path, texts: list[tuple[str, str]]):
     import torch
     from TTS.tts.configs.xtts_config import XttsArgs, XttsAudioConfig, XttsConfig
     from TTS.tts.layers.xtts.dvae import DiscreteVAE
-    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
     from TTS.tts.models.xtts import Xtts
 
     from recipes.xtts import modeling
+    from recipes.xtts.text import XttsTextTokenizer
     from recipes.xtts.tiny import XTTS_LANGUAGE_TAGS, build_tiny_base, train_tiny_vocab
 
     torch.manual_seed(0)
@@ -377,7 +396,8 @@ def xtts_base(size: str, work: Path, texts: list[tuple[str, str]]):
     vocab.write_text(json.dumps(spec))
     config = XttsConfig(model_args=XttsArgs(**XTTS_V2_ARGS, tokenizer_file=str(vocab)), audio=XttsAudioConfig(),
                         languages=list(XTTS_LANGUAGE_TAGS))
-    tokenizer = VoiceBpeTokenizer(vocab_file=str(vocab))
+    # The recipe's tokenizer class (load_xtts's): upstream's plus normalisers and new languages (xtts_extended).
+    tokenizer = XttsTextTokenizer(vocab_file=str(vocab))
     modeling.set_text_token_args(config, tokenizer)
     xtts = Xtts(config)
     xtts.tokenizer = tokenizer
@@ -439,6 +459,107 @@ def run_xtts(size: str = "real", device: str = "cpu", steps: int = 2, batch_size
                                      data_collator=xdata.XttsCollator(), xtts=xtts)
         trainer.add_callback(timer)
         trainer.train()
+        return finish(result, trainer, timer, peft_model, before, params, trainable, started)
+
+
+# ----------------------------------------------------------------------------------------------------
+# XTTS-v2 for a new language: vocabulary extension + LoRA (train_adapter.py's new_language path)
+# ----------------------------------------------------------------------------------------------------
+
+XTTS_NEW_LANGUAGE_CONFIG = "recipes/xtts/configs/ca_dialects_adapter.yaml"  # Catalan + dialect tags, XTTS-v2 base
+XTTS_OLD_LANGUAGES = ["pt-br", "it"]  # demo rows of languages the base knows: the old-ids check encodes them
+
+
+def run_xtts_extended(size: str = "real", device: str = "cpu", steps: int = 2, batch_size: int = 2,
+                      out: str | None = None) -> dict:
+    """XTTS-v2 taught Catalan as train_adapter.py does with `new_language: ca`: a base vocabulary without
+    Catalan (built from the demo's pt-br/it text, padded to XTTS-v2's 6681 ids), `extend_for_new_language`
+    (BPE tokens + [ca]/[ca_<dialect>] tags appended, old ids checked, text embedding/head grown from the
+    source rows), LoRA with the grown text layers as modules_to_save, 2 steps on Catalan demo clips."""
+    import dataclasses
+
+    import yaml
+    from transformers import TrainingArguments
+
+    from recipes.xtts import data as xdata
+    from recipes.xtts import modeling
+    from recipes.xtts.text import base_language, xtts_tag
+    from recipes.xtts.train_adapter import (XttsAdapterArguments, XttsAdapterTrainer, extend_for_new_language,
+                                            row_languages, text_normalizers)
+
+    started = time.perf_counter()
+    recipe = yaml.safe_load((REPO / XTTS_NEW_LANGUAGE_CONFIG).read_text())
+    fields = {f.name for f in dataclasses.fields(XttsAdapterArguments)}
+    # The real config's settings; its data (Common Voice ca) replaced by the demo's Catalan + old-language rows.
+    args = XttsAdapterArguments(**{**{k: v for k, v in recipe.items() if k in fields}, "dataset": "demo",
+                                   "dialects": None, "languages": [recipe["language"], *XTTS_OLD_LANGUAGES]})
+    new = base_language(args.new_language)
+    data = xdata.load_splits("demo", language=args.language, languages=args.languages, validation_fraction=0.2,
+                             seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        old_texts = [(t, xtts_tag(lang)) for s in data.values() for t, lang in zip(s["text"], s["language"])
+                     if base_language(lang) != new]
+        config, xtts, coder = xtts_base(size, work, old_texts)  # the base knows no Catalan
+        base_dir = Path(xtts.tokenizer.vocab_file).parent
+        base_text_tokens = xtts.gpt.text_embedding.weight.shape[0]
+        xtts.tokenizer.normalizers.update(text_normalizers(row_languages(data, args.language), args.normalize_text))
+        extension = extend_for_new_language(args, xtts, config, base_dir, data["train"], work)
+        added = extension.vocab_size - extension.base_vocab_size
+        params = sum(p.numel() for p in xtts.parameters())
+        gpt_stack = sum(p.numel() for p in xtts.gpt.gpt.h.parameters())
+        limits = xdata.Limits(max_audio_samples=int(args.max_audio_seconds * modeling.GPT_SAMPLE_RATE),
+                              min_audio_samples=int(args.min_audio_seconds * modeling.GPT_SAMPLE_RATE),
+                              max_text_tokens=args.max_text_tokens)
+        dialect_tags = {f"{new}_{d.lower()}" for d in args.dialect_tags or []}
+        catalan = data["train"].filter(lambda lang: base_language(lang) == new, input_columns="language")
+        train, report = xdata.tokenize_and_filter(catalan, xtts.tokenizer, args.language, limits, "train",
+                                                  dialect_tags)
+        train = xdata.add_audio_codes(train, coder, limits, report, device=device, cache_key=f"smoke-ext-{size}")
+        del coder
+        cond = (int(args.min_conditioning_seconds * modeling.GPT_SAMPLE_RATE),
+                int(args.max_conditioning_seconds * modeling.GPT_SAMPLE_RATE))
+        dataset = xdata.XttsTrainingDataset(train, *cond)
+        model = modeling.XttsAdapterModel(xtts, args.text_ce_weight, args.mel_ce_weight)
+        spec = modeling.AdapterSpec(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                                    perceiver=args.perceiver_adapter)
+        peft_model = modeling.add_lora(model, spec, base_model="random-xtts-v2").to(device)
+        trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        layers, width = xtts.gpt.gpt.config.n_layer, xtts.gpt.gpt.config.n_embd
+        lora = layers * args.lora_r * 16 * width  # c_attn, c_proj, c_fc, mlp.c_proj (as the xtts row)
+        new_rows = added * (width + width + 1)  # embedding row + head row + head bias per new id
+        tags = sorted(set(train["xtts_language"]))
+        result = dict(model="xtts_extended", steps_wanted=steps, dtype="fp32" if device == "cpu" else "bf16 autocast",
+                      setting=f"{XTTS_NEW_LANGUAGE_CONFIG.rsplit('/', 1)[1]}: text vocab {base_text_tokens} + "
+                              f"{added} ({len(extension.added_tags)} tags, {len(extension.added_tokens)} BPE tokens; "
+                              f"[UNK] {extension.unk_rate_before:.1%} -> {extension.unk_rate_after:.1%}, "
+                              f"{extension.old_texts_checked} old-language texts unchanged), LoRA r{spec.r} + new "
+                              f"text rows, batch {batch_size} of {len(train)} Catalan clips tagged {tags}",
+                      params_compared=gpt_stack,
+                      params_note=f"whole Xtts {params:,} with the grown text layers",
+                      trainable_expected=lora + new_rows, text_tokens=[base_text_tokens, extension.vocab_size],
+                      vocab_added=added, languages_trained=tags, problems=[])
+        if trainable != lora + new_rows:
+            result["problems"].append(f"trainable {trainable:,} != LoRA {lora:,} + {added} new ids x (2 x {width} + 1)"
+                                      f" = {lora + new_rows:,}")
+        if not any(t.startswith(f"{new}_") for t in tags):
+            result["problems"].append(f"no dialect-tagged rows trained: {tags}")
+        grown = {k: p for k, p in peft_model.named_parameters() if p.requires_grad and "new_" in k}
+        if len(grown) != 3:
+            result["problems"].append(f"trainable new text rows: {sorted(grown)} (want embedding, head weight, bias)")
+        before = {**snapshot_trainable(peft_model), **{k: p.detach().clone() for k, p in grown.items()}}
+        frozen_rows = xtts.gpt.text_embedding.modules_to_save["default"].base_weight.clone()
+        timer = step_timer()
+        targs = TrainingArguments(**common_training_kwargs(out or str(work / "run"), device, steps),
+                                  remove_unused_columns=False, per_device_train_batch_size=batch_size,
+                                  learning_rate=recipe["learning_rate"], warmup_steps=0,
+                                  weight_decay=recipe["weight_decay"], adam_beta2=recipe["adam_beta2"])
+        trainer = XttsAdapterTrainer(model=peft_model, args=targs, train_dataset=dataset,
+                                     data_collator=xdata.XttsCollator(), xtts=xtts)
+        trainer.add_callback(timer)
+        trainer.train()
+        if not xtts.gpt.text_embedding.modules_to_save["default"].base_weight.equal(frozen_rows):
+            result["problems"].append("the base rows of the text embedding changed (old languages must not move)")
         return finish(result, trainer, timer, peft_model, before, params, trainable, started)
 
 
@@ -512,7 +633,108 @@ def run_pocket(size: str = "real", device: str = "cpu", steps: int = 2, batch_si
         return finish(result, trainer, timer, model, before, params, trainable, started)
 
 
-RUNNERS = {"orpheus": run_orpheus, "f5": run_f5, "xtts": run_xtts, "pocket": run_pocket}
+# ----------------------------------------------------------------------------------------------------
+# Pocket TTS: the 6-layer student distilled from the 24-layer teacher (distill.py)
+# ----------------------------------------------------------------------------------------------------
+
+POCKET_DISTILL_CONFIG = "recipes/pocket/configs/distill_fr.yaml"  # student = teacher layers [0,1,2,21,22,23]
+
+
+def run_pocket_student(size: str = "real", device: str = "cpu", steps: int = 2, batch_size: int = 2,
+                       out: str | None = None) -> dict:
+    """distill.py on a random teacher: the 24-layer teacher built as the `pocket` row builds it (fr.yaml's
+    base), `make_student` with distill_fr.yaml's layers, the recipe's distillation model (frozen teacher, CFG
+    target, frozen flow/EOS heads), Trainer, collator (full-length prompts), cosine lr and weight EMA."""
+    import sentencepiece
+    import torch
+    import yaml
+
+    from recipes.pocket import modeling
+    from recipes.pocket.data import PocketCollator, attach_prompt_candidates, load_recipe_dataset, text_options
+    from recipes.pocket.distill import (DistillArguments, DistillTrainingArguments, make_distillation_model_class,
+                                        make_student)
+    from recipes.pocket.finetune_multilingual import make_callbacks, make_trainer_class
+    from recipes.pocket.train_tokenizer import tokenizer_texts, train_tokenizer
+
+    started = time.perf_counter()
+    threads = torch.get_num_threads()
+    teacher_recipe = yaml.safe_load((REPO / "recipes/pocket/configs/fr.yaml").read_text())
+    recipe = yaml.safe_load((REPO / (POCKET_DISTILL_CONFIG if size == "real" else
+                                     "recipes/pocket/configs/distill_demo.yaml")).read_text())
+    distill = DistillArguments(student_layers=recipe["student_layers"], distill_cfg_coef=recipe["distill_cfg_coef"],
+                               max_prompt_seconds=recipe["max_prompt_seconds"], ema_decay=recipe["ema_decay"])
+    base_name = teacher_recipe["base_model"] if size == "real" else modeling.TINY_MODEL_CONFIG
+    data = load_recipe_dataset("demo", languages=recipe["languages"], seed=0)
+    train, _ = attach_prompt_candidates(data["train"], distill.max_duration_sec)
+    base = modeling.load_base_config(base_name)
+    settings = text_options(base)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        tokenizer = str(train_tokenizer(tokenizer_texts(train, False, settings), str(work / "tokenizer"),
+                                        vocab_size=teacher_recipe["vocab_size"]))
+        n_bins = sentencepiece.SentencePieceProcessor(model_file=tokenizer).vocab_size()
+        torch.manual_seed(0)
+        teacher = modeling.build_tts_model(modeling.with_tokenizer(base, tokenizer, n_bins), pretrained_weights=None)
+        student = make_student(teacher, distill.student_layers)
+        model = make_distillation_model_class()(student, teacher, cfg_coef=distill.distill_cfg_coef).to(device)
+        torch.set_num_threads(threads)
+        teacher_layers = len(teacher.flow_lm.transformer.layers)
+        student_layers = len(student.flow_lm.transformer.layers)
+        per_layer = sum(p.numel() for p in teacher.flow_lm.transformer.layers[0].parameters())
+        teacher_params = sum(p.numel() for p in teacher.flow_lm.parameters())
+        student_params = sum(p.numel() for p in model.flow_lm.parameters())
+        lut_width = model.flow_lm.conditioner.embed.embedding_dim
+        at_published_vocab = student_params + (teacher_recipe["vocab_size"] - n_bins) * lut_width
+        heads = sum(p.numel() for h in (model.flow_lm.flow_net, model.flow_lm.out_eos) for p in h.parameters())
+        params = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        result = dict(model="pocket_student", steps_wanted=steps, dtype="fp32" if device == "cpu" else "bf16 autocast",
+                      setting=f"{student_layers}-layer student (teacher layers {distill.student_layers} of "
+                              f"{teacher_layers}, {base_name if size == 'real' else 'tiny'}) distilled with CFG "
+                              f"x{distill.distill_cfg_coef} targets, flow/EOS heads frozen, batch {batch_size} "
+                              f"{'/'.join(recipe['languages'])} demo clips + full-length voice prompts, weight EMA",
+                      params_compared=at_published_vocab,
+                      params_note=f"student flow LM {student_params:,} at {n_bins} pieces = teacher {teacher_params:,} "
+                                  f"- {teacher_layers - student_layers} x {per_layer:,} per layer; frozen heads "
+                                  f"{heads:,}",
+                      teacher_params=teacher_params, student_params=student_params,
+                      layers=[teacher_layers, student_layers], per_layer_params=per_layer,
+                      trainable_expected=student_params - heads, problems=[])
+        if student_layers != len(distill.student_layers):
+            result["problems"].append(f"student has {student_layers} layers, wanted {len(distill.student_layers)}")
+        if student_params != teacher_params - (teacher_layers - student_layers) * per_layer:
+            result["problems"].append(f"student {student_params:,} != teacher {teacher_params:,} - "
+                                      f"{teacher_layers - student_layers} x {per_layer:,}")
+        if size == "real" and per_layer != POCKET_LAYER_PARAMS:
+            result["problems"].append(f"a teacher layer has {per_layer:,} parameters, the published size assumes "
+                                      f"{POCKET_LAYER_PARAMS:,}")
+        if trainable != student_params - heads:
+            result["problems"].append(f"trainable {trainable:,} != student flow LM - frozen heads = "
+                                      f"{student_params - heads:,}")
+        ema = modeling.WeightEMA(model.flow_lm, distill.ema_decay)
+        before = snapshot_trainable(model)
+        teacher_before = {k: v.detach().clone() for k, v in list(teacher.flow_lm.named_parameters())[::40]}
+        timer = step_timer()
+        args = DistillTrainingArguments(**common_training_kwargs(out or str(work / "run"), device, steps),
+                                        per_device_train_batch_size=batch_size, learning_rate=recipe["learning_rate"],
+                                        lr_scheduler_type=recipe["lr_scheduler_type"], warmup_steps=0)
+        collator = PocketCollator(train, tokenizer, frame_size=model.frame_size,
+                                  max_prompt_seconds=distill.max_prompt_seconds, seed=0, text_options=settings,
+                                  trim=distill.trim)
+        trainer = make_trainer_class()(model=model, args=args, train_dataset=train, data_collator=collator,
+                                       callbacks=[*make_callbacks(ema, lambda *a: None, tokenizer), timer])
+        trainer.train()
+        if ema.updates != steps:
+            result["problems"].append(f"weight EMA updated {ema.updates} times in {steps} steps")
+        teacher_now = dict(teacher.flow_lm.named_parameters())
+        moved = [k for k, v in teacher_before.items() if not teacher_now[k].detach().equal(v)]
+        if moved:
+            result["problems"].append(f"the frozen teacher changed: {moved[:3]}")
+        return finish(result, trainer, timer, model, before, params, trainable, started)
+
+
+RUNNERS = {"orpheus": run_orpheus, "f5": run_f5, "xtts": run_xtts, "pocket": run_pocket,
+           "xtts_extended": run_xtts_extended, "pocket_student": run_pocket_student}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def real_size_out():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["f5", "xtts", "pocket", "orpheus"])
+@pytest.mark.parametrize("model", ["f5", "xtts", "pocket", "orpheus", "xtts_extended", "pocket_student"])
 def test_real_size_two_steps(model, real_size_out):
     # Orpheus-3B is the slow one on CPU: ~20 GFLOP per token, fp32 base (no bf16 instructions: benchmarks/README.md).
     row = run_smoke(model, real_size_out / model, timeout=3600 if model == "orpheus" else 1800)
@@ -51,6 +51,36 @@ def test_real_size_two_steps(model, real_size_out):
         assert row["tokens_per_step"] >= 1024  # one packed row of >= 1,024 tokens (issue 20)
     if model == "xtts":
         assert row["trainable"] == 30 * 16 * 16 * 1024  # c_attn + c_proj + c_fc + mlp.c_proj, r16
+    if model == "xtts_extended":
+        base, grown = row["text_tokens"]
+        assert base == 6681 and grown == base + row["vocab_added"] and row["vocab_added"] > 4  # 4 tags + BPE tokens
+        # ca_dialects_adapter.yaml: LoRA r32 on the 4 projections + each new id's embedding row, head row and bias.
+        assert row["trainable"] == 30 * 32 * 16 * 1024 + row["vocab_added"] * (2 * 1024 + 1)
+        assert {"ca_balear", "ca_central", "ca_valencia"} & set(row["languages_trained"])
+        assert any("text_embedding.modules_to_save" in k and k.endswith("new_weight") for k in row["updated"])
+        assert any("text_head.modules_to_save" in k and k.endswith("new_weight") for k in row["updated"])
+    if model == "pocket_student":
+        assert row["layers"] == [24, 6] and row["per_layer_params"] == 12_587_008
+        assert row["student_params"] == row["teacher_params"] - 18 * 12_587_008
+        assert row["trainable"] == row["trainable_expected"] < row["student_params"]  # flow/EOS heads frozen
+        assert any(k.startswith("flow_lm.transformer.layers.") for k in row["updated"])
+
+
+def test_tiny_smoke_new_language_and_student(tmp_path):
+    """`--size tiny` of the two variant rows: XTTS vocab extension + LoRA, Pocket student distillation."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks/real_size_smoke.py"), "--size", "tiny",
+                             "--models", "xtts_extended", "pocket_student", "--out", str(tmp_path)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    xtts, pocket = json.loads((tmp_path / "results.json").read_text())
+    assert xtts["problems"] == [] and pocket["problems"] == []
+    assert xtts["text_tokens"][1] == xtts["text_tokens"][0] + xtts["vocab_added"] and xtts["vocab_added"] > 4
+    assert xtts["trainable"] == xtts["trainable_expected"] and len(xtts["losses"]) == 2
+    assert any(k.endswith("text_head.modules_to_save.default.new_weight") for k in xtts["updated"])
+    assert pocket["layers"] == [4, 2] and pocket["trainable"] == pocket["trainable_expected"]
+    assert pocket["student_params"] == pocket["teacher_params"] - 2 * pocket["per_layer_params"]
+    assert len(pocket["losses"]) == 2 and pocket["updated"]
 
 
 def test_tiny_smoke_catches_a_wrong_size(tmp_path, monkeypatch):
