@@ -49,7 +49,7 @@ os.environ.setdefault("MPLCONFIGDIR", os.path.join(tempfile.gettempdir(), "mplco
 MODELS = ("orpheus", "f5", "xtts", "pocket", "xtts_extended", "pocket_student")
 # Memory a real-size CPU run needs (GB, measured peak RSS rounded up): the runner waits for this much
 # (+ a 3 GB margin) to be available before starting it, so a shared machine is not pushed into the OOM killer.
-REAL_SIZE_NEED_GB = {"orpheus": 10, "f5": 8, "xtts": 5, "pocket": 7, "xtts_extended": 6, "pocket_student": 7}
+REAL_SIZE_NEED_GB = {"orpheus": 10, "f5": 8, "xtts": 5, "pocket": 7, "xtts_extended": 6, "pocket_student": 5}
 
 # One transformer layer of Pocket's flow LM (pocket_tts english_2026-04_24l.yaml: d 1024, hidden_scale 4): fused
 # bias-free in_proj 3d x d + out_proj d x d + bias-free MLP 2 x 4d x d + two LayerNorms (weight, bias).
