@@ -198,7 +198,18 @@ def prove_orpheus_lora(out: Path) -> dict:
 
 
 # ---- Pocket -------------------------------------------------------------------------------------------
-POCKET_STEPS = "200"
+# Generation at temperature 0 is ONE step of the LSD head, x = v(s=0, t=1, x=0 | z): the flow MAP, which only the
+# self-distillation term teaches. With the recipe's defaults (distillation on 25 % of steps, (s, t) from a
+# logit-normal with std 1, so a gap s~0 -> t~1 is almost never drawn) 200 steps taught the flow itself (an 8-step
+# ODE from 0 reproduced the teacher-forced frames at rel. error 0.23-0.31) but not the one-step map (0.96-1.0):
+# the free-running latents were noise and EOS never or wrongly fired. Hence, for this overfit only: distillation on
+# every step, std 2 (wide gaps and the corners get drawn), equal diagonal/distillation weights, and 16 noise draws
+# per frame (the head is cheap next to the backbone pass and Mimi encoding).
+POCKET_TRAIN_ARGS = ["--max_steps", "300", "--per_device_train_batch_size", "3",
+                     "--learning_rate", "3e-3", "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20",
+                     "--weight_decay", "0", "--text_dropout", "0", "--voice_dropout", "0", "--ema_decay", "0.9",
+                     "--lsd_distill_prob", "1.0", "--time_std", "2.0", "--lsd_p_equal", "0.5",
+                     "--flow_batch_multiplier", "16"]
 POCKET_CLIPS = ["fr_f2_000", "fr_f2_001", "fr_f2_002"]  # one speaker: each clip's voice prompt is another
 
 
@@ -207,13 +218,15 @@ def _pocket_generate(tts_model, state, text: str, language: str, use_language_ta
     pocket_tts' latent (normalised, as fed back to the backbone) and its EOS flag."""
     from recipes.pocket.generate import speak
 
-    steps = []
+    steps, text_tokens = [], []
     run_step = tts_model._run_flow_lm_and_increment_step
 
     def recording(*args, **kwargs):
         latent, is_eos = run_step(*args, **kwargs)
         if kwargs.get("backbone_input_latents") is not None:  # a generation step (not the text/voice prompt)
             steps.append((latent.reshape(-1).clone(), bool(is_eos.reshape(-1)[0])))
+        elif kwargs.get("text_tokens") is not None:
+            text_tokens.append(kwargs["text_tokens"])
         return latent, is_eos
 
     tts_model._run_flow_lm_and_increment_step = recording
@@ -221,7 +234,44 @@ def _pocket_generate(tts_model, state, text: str, language: str, use_language_ta
         wave = speak(tts_model, state, text, language, use_language_tag)
     finally:
         del tts_model._run_flow_lm_and_increment_step
-    return wave, steps
+    return wave, steps, text_tokens
+
+
+def _pocket_target_wave(row: dict, sampling_rate: int, trim: str) -> np.ndarray:
+    """A clip's samples exactly as PocketCollator trains on them (its `trim_clip` mode, 0.2 s kept after the
+    speech: the EOS point)."""
+    from data_prep.audio import decode_audio
+    from recipes.pocket.data import trim_clip
+
+    wave, _ = decode_audio(row["audio"], target_sr=sampling_rate)
+    start, end = trim_clip(wave, sampling_rate, trim, keep_after_s=0.2)
+    return wave[start:end]
+
+
+def _pocket_teacher_forced(tts_model, state, text_tokens, reference):
+    """pocket_tts' own streaming step (KV cache, NaN = BOS, temperature as loaded) fed the REFERENCE latents
+    instead of its own: per-frame predictions [T, D] and the first EOS step. Separates "the model did not learn
+    the clip" (high error here too) from "generation drifts / the inference path differs" (low error here,
+    high in free running)."""
+    import copy
+
+    import torch
+
+    state = copy.deepcopy(state)
+    tts_model._expand_kv_cache(state, tts_model._flow_lm_current_end(state) + text_tokens.shape[1] + len(reference) + 1)
+    predictions, eos_step = [], None
+    with torch.no_grad():
+        tts_model._run_flow_lm_and_increment_step(model_state=state, text_tokens=text_tokens)
+        previous = torch.full((1, 1, reference.shape[-1]), float("nan"))
+        for t in range(len(reference) + 1):  # one step past the clip: where EOS must fire
+            latent, is_eos = tts_model._run_flow_lm_and_increment_step(model_state=state,
+                                                                        backbone_input_latents=previous)
+            if bool(is_eos.reshape(-1)[0]) and eos_step is None and t >= tts_model._MIN_FRAMES_BEFORE_EOS:
+                eos_step = t
+            if t < len(reference):
+                predictions.append(latent.reshape(-1))
+                previous = reference[t].reshape(1, 1, -1)
+    return torch.stack(predictions), len(reference) + 1 if eos_step is None else eos_step
 
 
 def prove_pocket(out: Path) -> dict:
@@ -231,7 +281,6 @@ def prove_pocket(out: Path) -> dict:
 
     from data_prep.audio import decode_audio
     from recipes.pocket import finetune_multilingual
-    from recipes.pocket.data import trim_trailing_silence
     from recipes.pocket.generate import load_synthesizer, voice_state_from_wave
     from recipes.common import parse_recipe_args
 
@@ -241,9 +290,7 @@ def prove_pocket(out: Path) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
     script_args, training_args = parse_recipe_args(*finetune_multilingual.make_parser_types(), argv=[
         "--config", str(REPO / "recipes/pocket/configs/demo.yaml"), "--dataset", dataset, "--languages", "fr",
-        "--output_dir", str(run_dir), "--max_steps", POCKET_STEPS, "--per_device_train_batch_size", "3",
-        "--learning_rate", "3e-3", "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "20",
-        "--weight_decay", "0", "--text_dropout", "0", "--voice_dropout", "0", "--ema_decay", "0.9",
+        "--output_dir", str(run_dir), *POCKET_TRAIN_ARGS,
         "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "10"])
     trainer = finetune_multilingual.main(script_args, training_args)
     losses = _losses(trainer.state.log_history)
@@ -252,15 +299,16 @@ def prove_pocket(out: Path) -> dict:
     synthesizer = load_synthesizer(str(run_dir / "pocket_tts"), device="cpu", temperature=0.0)
     tts = synthesizer.model
     flow_lm = tts.flow_lm
-    errors, eos_errors, per_clip = [], [], {}
+    errors, eos_errors, tf_errors, tf_eos_errors, per_clip = [], [], [], [], {}
     from datasets import load_from_disk
 
     rows = load_from_disk(dataset)["train"]
     for i, clip in enumerate(POCKET_CLIPS):
         row = rows[rows["id"].index(clip)]
-        # Reference: the clip as training saw it (trimmed, padded, Mimi-encoded, normalised by the exported stats).
-        wave, sr = decode_audio(row["audio"], target_sr=tts.sample_rate)
-        target = trim_trailing_silence(wave, tts.sample_rate)
+        # Reference: the clip as training saw it (trimmed by the collator's own `trim_clip` and mode, padded,
+        # Mimi-encoded, normalised by the exported stats). Not another trim: the VAD mode also cuts the start,
+        # which shifts the 1920-sample frame grid, and its end can differ from an energy trim by a frame.
+        target = _pocket_target_wave(row, tts.sample_rate, script_args.trim)
         frames = -(-len(target) // tts.mimi.frame_size)
         padded = torch.zeros(1, 1, (frames + 1) * tts.mimi.frame_size)
         padded[0, 0, :len(target)] = torch.from_numpy(target)
@@ -271,7 +319,12 @@ def prove_pocket(out: Path) -> dict:
         voice_wave, voice_sr = decode_audio(voice_row["audio"])
         torch.manual_seed(0)
         state = voice_state_from_wave(tts, voice_wave, voice_sr)
-        audio, steps = _pocket_generate(tts, state, row["text"], "fr", synthesizer.use_language_tag)
+        audio, steps, text_tokens = _pocket_generate(tts, state, row["text"], "fr", synthesizer.use_language_tag)
+        if len(text_tokens) != 1:
+            raise AssertionError(f"{clip}: generation took {len(text_tokens)} text chunks, the proof expects one")
+        forced, forced_eos = _pocket_teacher_forced(tts, state, text_tokens[0], reference)
+        tf_errors.append(float((forced - reference).norm() / reference.norm()))
+        tf_eos_errors.append(forced_eos - frames)
         generated = torch.stack([latent for latent, _ in steps])
         n = min(len(generated), frames)
         diff = torch.zeros_like(reference)
@@ -282,10 +335,12 @@ def prove_pocket(out: Path) -> dict:
         errors.append(rel)
         eos_errors.append(eos_step - frames)
         per_clip[clip] = {"latent_rel_error": rel, "frames": frames, "eos_step": eos_step,
-                          "generated_frames": len(steps)}
+                          "generated_frames": len(steps), "teacher_forced_latent_rel_error": tf_errors[-1],
+                          "teacher_forced_eos_frame_error": tf_eos_errors[-1]}
         _write_wav(out / f"{clip}.wav", audio, tts.sample_rate)
     return {"steps": losses[-1][0], "loss_final": losses[-1][1], "losses": losses,
             "latent_rel_error": max(errors), "eos_frame_error": max(eos_errors, key=abs),
+            "teacher_forced_latent_rel_error": max(tf_errors), "teacher_forced_eos_frame_error": max(tf_eos_errors, key=abs),
             "per_clip": per_clip, "clips": POCKET_CLIPS, "seconds": round(time.time() - start, 1)}
 
 
@@ -507,7 +562,8 @@ PARTS = {"orpheus": prove_orpheus, "orpheus_lora": prove_orpheus_lora, "pocket":
 RESULT_KEYS = {"orpheus": ("token_accuracy", "eos_frame_error", "dialect_selection_ok"),
                "orpheus_lora": ("token_accuracy", "eos_frame_error", "dialect_selection_ok"),
                "xtts": ("token_accuracy", "upstream_token_accuracy"),
-               "pocket": ("latent_rel_error", "eos_frame_error"),
+               "pocket": ("latent_rel_error", "eos_frame_error", "teacher_forced_latent_rel_error",
+                          "teacher_forced_eos_frame_error"),
                "f5": ("mel_rel_l1", "griffin_lim_wer")}
 
 
