@@ -180,8 +180,29 @@ def finish(result: dict, trainer, timer, model, before: dict, params: int, train
 # One token of Orpheus-3B costs ~20 GFLOP per LoRA step (forward, input gradients, and the forward again under
 # activation checkpointing). A CPU without bf16 instructions (AVX2 only: this 2-core EPYC) multiplies bf16
 # matrices >100x slower than fp32 (a 1024x3072 @ 3072x8192 product: 42 GFLOP/s per core in fp32, not done after
-# 10 min in bf16), so there the base is built in fp32: same shapes, same recipe code, 2x the weight memory.
+# 10 min in bf16). An fp32 base does not fit either: 13.2 GB of weights, and the 1,024-token step was OOM-killed
+# at 22.3 GB on this 24 GB machine. So on CPU the base is stored in bf16, as the recipe loads it, and each frozen
+# matrix is upcast to fp32 when it is used (`compute_in_float32`): under activation checkpointing only one
+# layer's fp32 copy exists at a time.
 ORPHEUS_TOKENS = 1024
+
+
+def compute_in_float32(model) -> None:
+    """Keep the bf16 weights, do the arithmetic in fp32: what bf16 autocast does on a GPU, the other way round
+    (a CPU without bf16 instructions multiplies fp32 far faster). Every bf16 Linear weight is read through an
+    fp32 cast (torch parametrization: the stored parameter stays bf16 and frozen) and the embedding output is
+    cast to fp32, so norms, attention and LoRA all see fp32 activations."""
+    import torch
+    from torch.nn.utils import parametrize
+
+    class Float32(torch.nn.Module):
+        def forward(self, weight):
+            return weight.float()
+
+    for module in list(model.modules()):
+        if isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.bfloat16:
+            parametrize.register_parametrization(module, "weight", Float32(), unsafe=True)
+    model.get_input_embeddings().register_forward_hook(lambda module, inputs, output: output.float())
 ORPHEUS_VOCAB = 156_940  # canopylabs/orpheus-3b-0.1-ft (the -pretrained checkpoint has 156,939)
 ORPHEUS_LORA = dict(r=16, alpha=32, dropout=0.05)  # configs/voice_lora.yaml
 LORA_PARAMS_PER_LAYER_PER_RANK = 54_272  # q 3072+3072, k/v 3072+1024, o 3072+3072, gate/up 3072+8192, down 8192+3072
@@ -248,19 +269,21 @@ def run_orpheus(size: str = "real", device: str = "cpu", steps: int = 2, tokens:
                 dtype: str | None = None) -> dict:
     import torch
     from datasets import Dataset
-    from peft import get_peft_model
-
     from recipes.orpheus import layout
     from recipes.orpheus.build_tiny import build_tiny_tokenizer, demo_texts
-    from recipes.orpheus.finetune_voice_lora import ALL_PROJECTIONS, VoiceLoraArguments, lora_config
+    from recipes.orpheus.finetune_voice_lora import ALL_PROJECTIONS, VoiceLoraArguments, lora_config, lora_model
     from recipes.orpheus.pretrain_dialects import OrpheusTrainingArguments
     from recipes.orpheus.training import OrpheusCollator, OrpheusTrainer
 
     started = time.perf_counter()
-    # The recipe's bf16 base weights on a GPU; fp32 on CPU (see ORPHEUS_TOKENS) and for the tiny rehearsal.
-    dtype = dtype or ("bfloat16" if size == "real" and device != "cpu" else "float32")
+    # The recipe's bf16 base weights at real size (on CPU computed in fp32: see ORPHEUS_TOKENS); fp32 for the
+    # tiny rehearsal.
+    dtype = dtype or ("bfloat16" if size == "real" else "float32")
     torch_dtype = getattr(torch, dtype)
     model = build_orpheus(size, torch_dtype, device)
+    compute = "bf16 autocast" if device != "cpu" else "fp32"
+    if device == "cpu" and torch_dtype == torch.bfloat16:
+        compute_in_float32(model)
     # configs/voice_lora.yaml trains with activation checkpointing; finetune_voice_lora.py then needs input grads
     # on the frozen embedding so the checkpointed blocks see a tensor that requires grad.
     model.enable_input_require_grads()
@@ -273,10 +296,10 @@ def run_orpheus(size: str = "real", device: str = "cpu", steps: int = 2, tokens:
     lora_args = VoiceLoraArguments(speakers=["smoke"], lora_target="all", lora_r=ORPHEUS_LORA["r"],
                                    lora_alpha=ORPHEUS_LORA["alpha"], lora_dropout=ORPHEUS_LORA["dropout"])
     config = lora_config(lora_args)
-    model = get_peft_model(model, config)
+    model = lora_model(model, lora_args)  # the recipe's: peft + fp32 trainable weights over the frozen base
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_layers = model.config.num_hidden_layers
-    result = dict(model="orpheus", steps_wanted=steps, dtype=f"base {dtype}, LoRA {next(p for p in model.parameters() if p.requires_grad).dtype}",
+    result = dict(model="orpheus", steps_wanted=steps, dtype=f"base {dtype} ({compute} compute), LoRA {next(p for p in model.parameters() if p.requires_grad).dtype}",
                   setting=f"LoRA r{ORPHEUS_LORA['r']} on {len(ALL_PROJECTIONS)} projections, 1 packed row of "
                           f"{len(rows)} utterances = {row_tokens} tokens",
                   tokens_per_step=row_tokens, problems=[])
