@@ -60,7 +60,7 @@ class F5Arguments:
     min_duration: float = field(default=0.3, metadata={"help": "seconds; shorter clips are skipped (counted)"})
     max_duration: float = field(default=30.0, metadata={"help": "seconds; attention memory grows with length"})
     # model and checkpoint
-    model_config: str = field(default="F5TTS_Base", metadata={"help": "tiny | an upstream config name (F5TTS_Base "
+    model_config: str = field(default="F5TTS_Base", metadata={"help": "tiny | tiny_upsampled | an upstream config name (F5TTS_Base "
                                                                       "= v0, F5TTS_v1_Base = v1) | a YAML path"})
     init_checkpoint: Optional[str] = field(default=None, metadata={"help": "local file, or a path in init_checkpoint_repo"})
     init_checkpoint_repo: Optional[str] = None
