@@ -186,3 +186,32 @@ def test_generate_online_weights_from_an_export_folder_loads_the_full_checkpoint
     (tmp_path / "model_last.pt").unlink()
     with pytest.raises(FileNotFoundError, match="online"):
         find_checkpoint(tmp_path, use_ema=False)
+
+
+def test_tiny_overfit_preset_is_used_by_training_and_inference(tmp_path):
+    """scripts/prove_learning.py trains `tiny_overfit` (each character spread over the frames, a rough alignment a
+    tiny model from scratch cannot learn in minutes; no dropout). The spread changes what every frame reads, so the
+    export must carry it to generate.py: inference without it would read the text the way training never did."""
+    import yaml
+
+    from recipes.f5.checkpoints import resolve_model_config
+    from recipes.f5.generate import load_synthesizer
+
+    arch = resolve_model_config("tiny_overfit")
+    assert arch == dict(TINY_ARCH, text_embedding_average_upsampling=True, dropout=0.0)
+    assert "text_embedding_average_upsampling" not in resolve_model_config("tiny")
+    torch.manual_seed(0)
+    model = build_model(arch, VOCAB)
+    text = torch.tensor([[VOCAB.index(c) for c in "ab"]])
+    # Two characters over 10 frames: the second character's embedding reaches the last frame (with `tiny` the
+    # frames after the text hold zeros).
+    embedded = model.transformer.text_embed(text, seq_len=10)
+    assert embedded[0, -1].abs().sum() > 0 and not torch.equal(embedded[0, 0], embedded[0, -1])
+    assert build_model(TINY_ARCH, VOCAB).transformer.text_embed(text, seq_len=10)[0, -1].abs().sum() == 0
+    save_ema_safetensors(tmp_path / "model_1.safetensors", {f"ema_model.{k}": v for k, v in model.state_dict().items()}
+                         | {"initted": torch.tensor(True), "step": torch.tensor(1)})
+    write_vocab(VOCAB, tmp_path / "vocab.txt")
+    (tmp_path / "f5_config.yaml").write_text(yaml.safe_dump({"model_config": "tiny_overfit", "arch": arch}))
+    synthesizer = load_synthesizer(str(tmp_path), device="cpu", vocoder="griffin-lim")
+    assert synthesizer.model.transformer.text_embed.average_upsampling
+    assert all(m.p == 0.0 for m in synthesizer.model.modules() if isinstance(m, torch.nn.Dropout))

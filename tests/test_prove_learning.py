@@ -111,8 +111,6 @@ def test_xtts_reproduces_its_clips(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured 2026-12-01 (200 steps, loss 28 -> 1.95, not converged): mel rel L1 "
-                   "1.53, Griffin-Lim WER 1.62 (Griffin-Lim of the clip's own mel: WER 0.00): open finding of issue 19")
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make system-deps)")
 def test_f5_griffin_lim_speech_is_understood(tmp_path):
     figures = prove.prove_f5(tmp_path / "f5")

@@ -60,8 +60,9 @@ class F5Arguments:
     min_duration: float = field(default=0.3, metadata={"help": "seconds; shorter clips are skipped (counted)"})
     max_duration: float = field(default=30.0, metadata={"help": "seconds; attention memory grows with length"})
     # model and checkpoint
-    model_config: str = field(default="F5TTS_Base", metadata={"help": "tiny | an upstream config name (F5TTS_Base "
-                                                                      "= v0, F5TTS_v1_Base = v1) | a YAML path"})
+    model_config: str = field(default="F5TTS_Base", metadata={"help": "tiny | tiny_overfit | an upstream config name "
+                                                                      "(F5TTS_Base = v0, F5TTS_v1_Base = v1) | a YAML "
+                                                                      "path"})
     init_checkpoint: Optional[str] = field(default=None, metadata={"help": "local file, or a path in init_checkpoint_repo"})
     init_checkpoint_repo: Optional[str] = None
     init_from: str = field(default="ema", metadata={"help": "ema | online: which weights of the checkpoint to start from"})
