@@ -71,7 +71,7 @@ orpheus-lora-demo: install ## after `make demo`: LoRA of the demo model to one d
 	$(OFFLINE) $(PY) recipes/orpheus/generate.py --model $(OUT)/orpheus/voice_lora_demo --text "Bon dia." --out $(OUT)/orpheus/voice_lora_demo/adapter.wav
 	$(OFFLINE) $(PY) recipes/orpheus/generate.py --model $(OUT)/orpheus/voice_lora_demo/merged --text "Bon dia." --out $(OUT)/orpheus/voice_lora_demo/merged.wav
 
-f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, text front end, EMA model selection) -> voice clone via upstream inference
+f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, text front end, EMA model selection) -> voice clone via upstream inference -> an intelligible learned sentence
 	rm -rf $(OUT)/f5-demo-base $(OUT)/f5-demo
 	$(OFFLINE) $(PY) recipes/f5/finetune.py --config recipes/f5/configs/demo_base.yaml --output_dir $(OUT)/f5-demo-base
 	$(OFFLINE) $(PY) recipes/f5/finetune.py --config recipes/f5/configs/demo.yaml --output_dir $(OUT)/f5-demo \
@@ -79,6 +79,10 @@ f5-demo: install ## F5-TTS: tiny base -> pt-BR fine-tune (step 0, text front end
 	$(OFFLINE) $(PY) recipes/f5/generate.py --model $(OUT)/f5-demo --vocoder griffin-lim --nfe_step 8 \
 		--voice tests/fixtures/demo_corpus/clips/pt-br_f2_000.flac --ref_text "Amanhã vamos ver o mar." \
 		--text "Ônibus às 3 horas da tarde." --out $(OUT)/f5-demo/generated.wav
+	@# 70 steps of a tiny model only show the pipeline runs; a sentence it has learned is intelligible (issue 19):
+	$(OFFLINE) $(PY) scripts/prove_learning.py --only f5 --out $(OUT)/prove_learning
+	@echo; echo "Pipeline run: $(OUT)/f5-demo/generated.wav (unseen text, 70 tiny steps: noise-like)"
+	@echo "Listen: $(OUT)/prove_learning/f5_griffin_lim.wav (a learned sentence through generate.py + Griffin-Lim)"
 
 xtts-demo: install ## XTTS-v2 LoRA adapter on a tiny random XTTS: train, merge, synthesise
 	$(CPU_LAUNCH) recipes/xtts/train_adapter.py --config recipes/xtts/configs/demo.yaml --output_dir $(OUT)/xtts-demo
