@@ -180,28 +180,29 @@ def finish(result: dict, trainer, timer, model, before: dict, params: int, train
 # One token of Orpheus-3B costs ~20 GFLOP per LoRA step (forward, input gradients, and the forward again under
 # activation checkpointing). A CPU without bf16 instructions (AVX2 only: this 2-core EPYC) multiplies bf16
 # matrices >100x slower than fp32 (a 1024x3072 @ 3072x8192 product: 42 GFLOP/s per core in fp32, not done after
-# 10 min in bf16). An fp32 base does not fit either: 13.2 GB of weights, and the 1,024-token step was OOM-killed
-# at 22.3 GB on this 24 GB machine. So on CPU the base is stored in bf16, as the recipe loads it, and each frozen
-# matrix is upcast to fp32 when it is used (`compute_in_float32`): under activation checkpointing only one
-# layer's fp32 copy exists at a time.
+# 10 min in bf16). An fp32 base would need 13.2 GB for weights alone. So on CPU the base is stored in bf16, as
+# the recipe loads it, and each frozen matrix is upcast to fp32 when it is used (`compute_in_float32`): under
+# activation checkpointing only one layer's fp32 copies exist at a time.
 ORPHEUS_TOKENS = 1024
 
 
 def compute_in_float32(model) -> None:
     """Keep the bf16 weights, do the arithmetic in fp32: what bf16 autocast does on a GPU, the other way round
-    (a CPU without bf16 instructions multiplies fp32 far faster). Every bf16 Linear weight is read through an
-    fp32 cast (torch parametrization: the stored parameter stays bf16 and frozen) and the embedding output is
-    cast to fp32, so norms, attention and LoRA all see fp32 activations."""
+    (a CPU without bf16 instructions multiplies fp32 far faster). Every bf16 Linear multiplies with an fp32 copy
+    of its weight made on the spot (the stored parameter stays bf16 and frozen; nothing keeps the copy, so under
+    activation checkpointing one layer's copies exist at a time), and the embedding output is cast to fp32, so
+    norms, attention and LoRA all see fp32 activations."""
     import torch
-    from torch.nn.utils import parametrize
+    import torch.nn.functional as F
 
-    class Float32(torch.nn.Module):
-        def forward(self, weight):
-            return weight.float()
+    def float32_forward(module):
+        def forward(x):
+            return F.linear(x, module.weight.float(), None if module.bias is None else module.bias.float())
+        return forward
 
     for module in list(model.modules()):
         if isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.bfloat16:
-            parametrize.register_parametrization(module, "weight", Float32(), unsafe=True)
+            module.forward = float32_forward(module)
     model.get_input_embeddings().register_forward_hook(lambda module, inputs, output: output.float())
 ORPHEUS_VOCAB = 156_940  # canopylabs/orpheus-3b-0.1-ft (the -pretrained checkpoint has 156,939)
 ORPHEUS_LORA = dict(r=16, alpha=32, dropout=0.05)  # configs/voice_lora.yaml
@@ -856,8 +857,12 @@ def main(argv=None) -> int:
                 command += [flag, str(value)]
         print(f"[{model}] {' '.join(command[2:])}", flush=True)
         started = time.perf_counter()
-        proc = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                              text=True)
+        # A fixed glibc mmap threshold: buffers over 1 MB are mapped and unmapped, not carved from the heap. With
+        # the default (dynamic, up to 32 MB) the 12.6 MB fp32 activations of the recomputed Orpheus layers
+        # fragmented the heap by ~0.4 GB per layer (measured: 6 layers 10.0 GB peak vs 7.5 GB with the threshold),
+        # and the 28-layer step was OOM-killed at 19.7 GB.
+        env = {**os.environ, "PYTHONPATH": str(REPO), "MALLOC_MMAP_THRESHOLD_": "1048576"}
+        proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not result_path.is_file():
             results.append({"model": model, "error": (proc.stderr or proc.stdout)[-2000:]})
             print(f"[{model}] FAILED\n{(proc.stderr or proc.stdout)[-4000:]}", flush=True)

@@ -94,11 +94,6 @@ def test_pocket_reference_is_the_clip_the_collator_trains_on():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured 2026-12-01 (300 steps): free-running latent rel error 0.27/0.42/0.31, "
-                   "EOS never fires; teacher-forced through the same pocket_tts step 0.20/0.23/0.22 and EOS on the exact "
-                   "frame: training and inference agree, the one-step LSD map is not yet accurate enough for 25-frame "
-                   "free running (400 steps: 0.17/0.33/0.20, EOS exact on 1 clip; 600 steps: 0.14/0.23/0.15, EOS exact on 2, "
-                   "23 frames late on fr_f2_001). Open finding of issue 19")
 def test_pocket_reproduces_its_clips(tmp_path):
     figures = prove.prove_pocket(tmp_path / "pocket")
     assert prove.check("pocket", figures) == [], figures
