@@ -109,14 +109,18 @@ def run_data_prep(locale: Path, out: Path, num_proc: int) -> tuple[float, float]
            "--num_proc", str(num_proc), "--output_dir", str(out)]
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1",
                MPLCONFIGDIR=os.path.join(tempfile.gettempdir(), "mplconfig"))
+    # stderr goes to a file, not a pipe: nobody reads a pipe while the run lasts, and once the progress bars and
+    # warnings of a 50k-clip run pass the 64 KB pipe buffer every writer blocks (the 50k run hung that way).
+    log = tempfile.TemporaryFile(mode="w+")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, sum(anon_rss_kb(pid) for pid in process_tree(proc.pid)))
         time.sleep(0.2)
     seconds = time.perf_counter() - start
-    stderr = proc.stderr.read()
+    log.seek(0)
+    stderr = log.read()
     if proc.returncode != 0:
         raise SystemExit(f"data_prep failed on {locale}:\n{stderr[-3000:]}")
     return seconds, peak / 1024
