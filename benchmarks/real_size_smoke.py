@@ -432,14 +432,30 @@ def xtts_base(size: str, work: Path, texts: list[tuple[str, str]]):
     return config, xtts, coder
 
 
-def run_xtts(size: str = "real", device: str = "cpu", steps: int = 2, batch_size: int = 2,
-             out: str | None = None) -> dict:
-    import yaml
+def train_xtts_steps(peft_model, xtts, dataset, recipe: dict, out: str, device: str, steps: int, batch_size: int,
+                     timer):
+    """The XTTS rows' training: the recipe's XttsAdapterTrainer and collator with the YAML's optimiser settings."""
     from transformers import TrainingArguments
 
     from recipes.xtts import data as xdata
-    from recipes.xtts import modeling
     from recipes.xtts.train_adapter import XttsAdapterTrainer
+
+    args = TrainingArguments(**common_training_kwargs(out, device, steps), remove_unused_columns=False,
+                             per_device_train_batch_size=batch_size, learning_rate=recipe["learning_rate"],
+                             warmup_steps=0, weight_decay=recipe["weight_decay"], adam_beta2=recipe["adam_beta2"])
+    trainer = XttsAdapterTrainer(model=peft_model, args=args, train_dataset=dataset,
+                                 data_collator=xdata.XttsCollator(), xtts=xtts)
+    trainer.add_callback(timer)
+    trainer.train()
+    return trainer
+
+
+def run_xtts(size: str = "real", device: str = "cpu", steps: int = 2, batch_size: int = 2,
+             out: str | None = None) -> dict:
+    import yaml
+
+    from recipes.xtts import data as xdata
+    from recipes.xtts import modeling
 
     started = time.perf_counter()
     recipe = yaml.safe_load((REPO / "recipes/xtts/configs/pt_adapter.yaml").read_text())
@@ -475,14 +491,8 @@ def run_xtts(size: str = "real", device: str = "cpu", steps: int = 2, batch_size
             result["problems"].append(f"LoRA trainable {trainable:,} != layers x r x 16 x width = {expected:,}")
         before = snapshot_trainable(peft_model)
         timer = step_timer()
-        args = TrainingArguments(**common_training_kwargs(out or str(work / "run"), device, steps),
-                                 remove_unused_columns=False, per_device_train_batch_size=batch_size,
-                                 learning_rate=recipe["learning_rate"], warmup_steps=0,
-                                 weight_decay=recipe["weight_decay"], adam_beta2=recipe["adam_beta2"])
-        trainer = XttsAdapterTrainer(model=peft_model, args=args, train_dataset=dataset,
-                                     data_collator=xdata.XttsCollator(), xtts=xtts)
-        trainer.add_callback(timer)
-        trainer.train()
+        trainer = train_xtts_steps(peft_model, xtts, dataset, recipe, out or str(work / "run"), device, steps,
+                                   batch_size, timer)
         return finish(result, trainer, timer, peft_model, before, params, trainable, started)
 
 
@@ -503,12 +513,11 @@ def run_xtts_extended(size: str = "real", device: str = "cpu", steps: int = 2, b
     import dataclasses
 
     import yaml
-    from transformers import TrainingArguments
 
     from recipes.xtts import data as xdata
     from recipes.xtts import modeling
     from recipes.xtts.text import base_language, xtts_tag
-    from recipes.xtts.train_adapter import (XttsAdapterArguments, XttsAdapterTrainer, extend_for_new_language,
+    from recipes.xtts.train_adapter import (XttsAdapterArguments, extend_for_new_language,
                                             row_languages, text_normalizers)
 
     started = time.perf_counter()
@@ -574,14 +583,8 @@ def run_xtts_extended(size: str = "real", device: str = "cpu", steps: int = 2, b
         before = {**snapshot_trainable(peft_model), **{k: p.detach().clone() for k, p in grown.items()}}
         frozen_rows = xtts.gpt.text_embedding.modules_to_save["default"].base_weight.clone()
         timer = step_timer()
-        targs = TrainingArguments(**common_training_kwargs(out or str(work / "run"), device, steps),
-                                  remove_unused_columns=False, per_device_train_batch_size=batch_size,
-                                  learning_rate=recipe["learning_rate"], warmup_steps=0,
-                                  weight_decay=recipe["weight_decay"], adam_beta2=recipe["adam_beta2"])
-        trainer = XttsAdapterTrainer(model=peft_model, args=targs, train_dataset=dataset,
-                                     data_collator=xdata.XttsCollator(), xtts=xtts)
-        trainer.add_callback(timer)
-        trainer.train()
+        trainer = train_xtts_steps(peft_model, xtts, dataset, recipe, out or str(work / "run"), device, steps,
+                                   batch_size, timer)
         if not xtts.gpt.text_embedding.modules_to_save["default"].base_weight.equal(frozen_rows):
             result["problems"].append("the base rows of the text embedding changed (old languages must not move)")
         return finish(result, trainer, timer, peft_model, before, params, trainable, started)
