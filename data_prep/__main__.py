@@ -174,7 +174,7 @@ def cmd_validate(args):
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     from data_prep.report import compute_stats, rule_of_thumb_warnings, summary_text, write_report
-    from data_prep.schema import validate_schema
+    from data_prep.schema import read_columns, validate_schema
     from data_prep.skips import SkipReport
 
     if args.dataset == "demo":
@@ -191,7 +191,7 @@ def cmd_validate(args):
     validate_schema(data, args.sampling_rate, what=args.dataset)
     splits = dict(data.items()) if isinstance(data, DatasetDict) else {"all": data}
     for split, ds in splits.items():
-        empty = sum(1 for t in ds["text"] if not str(t).strip())
+        empty = sum(1 for t in read_columns(ds, ["text"])["text"] if not str(t or "").strip())
         if empty:
             raise SystemExit(f"{args.dataset}[{split}]: {empty} row(s) with empty text; re-run data_prep to filter them")
     skips = None

@@ -5,20 +5,23 @@ from __future__ import annotations
 import json
 
 from data_prep.report import compute_stats
+from data_prep.schema import read_columns
 
 SCRIPT_URL = "`python -m data_prep`, see data_prep/__main__.py"
 
 
 def make_dataset_card(dataset, *, sources: list[dict], processing: dict, skips=None, license: str = "other",
-                      languages: list[str] | None = None, pretty_name: str | None = None, repo_id: str | None = None):
+                      languages: list[str] | None = None, pretty_name: str | None = None, repo_id: str | None = None,
+                      stats: dict | None = None):
     """A `huggingface_hub.DatasetCard` stating sources, filters, counts and the licence.
 
     `license` is an SPDX-style id as the Hub expects it (Common Voice is "cc0-1.0"); say "other" and explain
-    in the sources when a corpus mixes licences.
+    in the sources when a corpus mixes licences. `stats` is `compute_stats(dataset)` when the caller already
+    has it (the report): counting a corpus of millions of rows twice costs minutes.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    stats = compute_stats(dataset)
+    stats = stats if stats is not None else compute_stats(dataset)
     if languages is None:
         languages = sorted({lang for split in _splits(dataset) for lang in _column(split, "language") if lang})
     card_data = DatasetCardData(
@@ -80,7 +83,7 @@ def _splits(dataset):
 
 
 def _column(ds, name):
-    return ds[name] if name in ds.column_names else []
+    return read_columns(ds, [name])[name] if name in ds.column_names else []
 
 
 def push_dataset_to_hub(dataset, repo_id: str, card, *, private: bool = False, token: str | None = None,

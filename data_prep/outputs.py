@@ -32,7 +32,8 @@ def write_outputs(prepared, output_dir, *, purpose: str = "auto", license: str =
                               f"{trimming['clips_without_speech']} clips with no speech detected (kept as is)")
         (out / "report" / "report.txt").write_text(report["summary"] + "\n", encoding="utf-8")
     card = make_dataset_card(prepared.dataset, sources=prepared.sources, processing=prepared.config.to_dict(),
-                             skips=prepared.skips, license=license, pretty_name=pretty_name, repo_id=repo_id)
+                             skips=prepared.skips, license=license, pretty_name=pretty_name, repo_id=repo_id,
+                             stats=report)
     card.save(str(out / "README.md"))
     if verbose:
         print(report["summary"])

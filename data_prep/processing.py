@@ -1,6 +1,6 @@
 """Processing: raw source rows -> schema dataset, with every rejected row counted in a skip report.
 
-Per row (in `datasets.map`, so with progress bars and `num_proc`): text checks, decode, channel check,
+Per row (in resumable shards, in worker processes, with a progress bar): text checks, decode, channel check,
 truncation check (header-declared or source-declared length vs decoded length), duration window,
 silence, text/audio plausibility, then mono, resample, optional peak/loudness normalisation and a
 FLAC re-encode at the target rate. Then speaker balancing per dialect and the train/validation split.
@@ -8,18 +8,20 @@ FLAC re-encode at the target rate. Then speaker balancing per dialect and the tr
 
 from __future__ import annotations
 
+import gc
 import io
 import math
 import os
 import re
 import struct
+import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from data_prep.audio import AudioDecodeError, decode_audio, peak_normalize, resample, rms_dbfs, to_mono
-from data_prep.schema import DEFAULT_SAMPLING_RATE, schema_features
+from data_prep.schema import DEFAULT_SAMPLING_RATE, read_columns, schema_features
 from data_prep.skips import SkipReport
 from data_prep.sources import PRE_SKIP_COLUMN, PRE_SKIP_DETAIL_COLUMN, SourceResult
 
@@ -299,9 +301,11 @@ def balance_speakers(dataset, min_per_speaker: int = 5, max_per_speaker: int | N
     `max_per_speaker`. Returns (dataset, SkipReport of the removed rows, stage "balance")."""
     rng = np.random.default_rng(seed)
     groups: dict[tuple[str, str], list[int]] = {}
-    for index, (dialect, speaker) in enumerate(zip(dataset["dialect"], dataset["speaker"])):
+    columns = read_columns(dataset, ["dialect", "speaker", "id"] + (["source"] if "source" in dataset.column_names else []))
+    for index, (dialect, speaker) in enumerate(zip(columns["dialect"], columns["speaker"])):
         groups.setdefault((dialect, speaker), []).append(index)
-    ids, sources = dataset["id"], dataset["source"] if "source" in dataset.column_names else dataset["id"]
+    ids = columns["id"]
+    sources = columns.get("source", ids)
     keep: list[int] = []
     skips = SkipReport()
     for (dialect, speaker), indices in sorted(groups.items()):
@@ -327,6 +331,9 @@ def balance_speakers(dataset, min_per_speaker: int = 5, max_per_speaker: int | N
 # ----------------------------------------------------------------------------------------------
 # The pipeline
 # ----------------------------------------------------------------------------------------------
+
+# Clips a worker process decodes before a fresh fork replaces it (see process_rows).
+WORKER_CLIPS = 8000
 
 # Shards: the unit of work and of resume. A shard is finished when its skips file exists; its kept rows are
 # renamed into place before that, so a kill -9 at any point leaves whole shards or nothing of a shard.
@@ -411,18 +418,35 @@ def _process_shard(task) -> int:
     return index
 
 
+_MAIN_THREAD_IDENT = threading.main_thread().ident  # a forked child's only thread keeps its forker's ident
+
+
 def _die_with_parent() -> None:
-    """Pool workers of a parent killed with kill -9 would wait on the task queue forever; on Linux ask the
-    kernel to kill them with it (the rerun then starts clean)."""
+    """Pool workers of a parent killed with kill -9 would wait on the task queue forever: make them die with it.
+
+    Linux's PR_SET_PDEATHSIG fires when the *thread* that forked the worker ends, not the process. That is the
+    main thread for the pool's first workers, but the replacements of recycled workers are forked by the pool's
+    worker-handler thread, which ends at shutdown: killed then, one could hold the task queue's lock and hang
+    the pool. Those poll their parent's pid instead (a rerun then starts clean either way)."""
     import ctypes
     import signal
     import sys
+    import time
 
-    if sys.platform.startswith("linux"):
+    parent = os.getppid()
+    if sys.platform.startswith("linux") and threading.get_ident() == _MAIN_THREAD_IDENT:
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            return
         except OSError:
             pass
+
+    def watch_parent():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch_parent, name="die-with-parent", daemon=True).start()
 
 
 def asdict_skip(row_id, file, reason, detail) -> dict:
@@ -434,7 +458,8 @@ def process_rows(raw, cfg: ProcessingConfig, work_dir: str | None = None, figure
 
     With `cfg.trim_silence`, `figures["trim"]` receives (start_cut_s, end_cut_s, speech_found) per kept row.
 
-    Rows go through in shards of `cfg.shard_size` (in `cfg.num_proc` worker processes), each written to
+    Rows go through in shards of `cfg.shard_size` (in `cfg.num_proc` worker processes, recycled every
+    `WORKER_CLIPS` clips), each written to
     `work_dir` as it finishes, so memory does not grow with the corpus and a rerun of the same command after a
     crash or kill -9 resumes at the first unfinished shard (same rows and settings: same folder, see
     `_work_key`). Without `work_dir` the shards go to a temporary folder and the result is loaded into memory.
@@ -467,22 +492,34 @@ def process_rows(raw, cfg: ProcessingConfig, work_dir: str | None = None, figure
             yield folder, k, rows, {i - start for i in range(start, stop) if i in duplicates}, cfg, features
 
     progress = tqdm(total=n_shards, initial=n_shards - len(todo), desc="decode, check, resample", unit="shard")
-    if cfg.num_proc and len(todo) > 1:
-        # Import the decoder once here: forked workers inherit it instead of each importing torch(codec) again.
+    if len(todo) > 1:
+        # Shards run in worker processes (one without num_proc), each replaced by a fresh fork after
+        # WORKER_CLIPS clips: a process that keeps decoding grows without bound as glibc's heap fragments under
+        # the decoder's per-clip buffers (measured: decoding the same 34 mp3s in a loop held 0.37 GB for 18,000
+        # clips, then grew ~45 KB per clip, 1.35 GB at 44,000; the 200,000-clip benchmark's workers reached
+        # 1.9 GB each). Serving big blocks with mmap (M_MMAP_THRESHOLD) also stops it but cost 26 % in speed.
         from data_prep.audio import warm_up_decoder
 
-        warm_up_decoder()
-        # At most two shards per worker in flight: Pool.imap would read every shard's rows up front.
-        with multiprocessing.get_context("fork").Pool(cfg.num_proc, initializer=_die_with_parent) as pool:
-            pending = deque()
-            for task in tasks():
-                pending.append(pool.apply_async(_process_shard, (task,)))
-                while len(pending) >= 2 * cfg.num_proc:
+        warm_up_decoder()  # imported once here: forked workers inherit it instead of importing torch(codec) again
+        workers = cfg.num_proc or 1
+        gc.freeze()  # the parent's objects: a worker's garbage collector leaves them (and their pages) alone
+        try:
+            with multiprocessing.get_context("fork").Pool(workers, initializer=_die_with_parent,
+                                                          maxtasksperchild=max(1, WORKER_CLIPS // cfg.shard_size)) as pool:
+                # At most two shards per worker in flight: Pool.imap would read every shard's rows up front.
+                pending = deque()
+                for task in tasks():
+                    pending.append(pool.apply_async(_process_shard, (task,)))
+                    while len(pending) >= 2 * workers:
+                        pending.popleft().get()
+                        progress.update()
+                while pending:
                     pending.popleft().get()
                     progress.update()
-            while pending:
-                pending.popleft().get()
-                progress.update()
+                pool.close()  # let the last workers exit by themselves: terminate() can hang on a replaced worker
+                pool.join()
+        finally:
+            gc.unfreeze()
     else:
         for task in tasks():
             _process_shard(task)

@@ -10,6 +10,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+from data_prep.schema import read_columns
 from data_prep.skips import SkipReport
 
 # Rules of thumb from the field (see README): below these a recipe will train but the model will be weak.
@@ -31,7 +32,8 @@ def compute_stats(dataset) -> dict:
     per_speaker: dict[str, dict] = defaultdict(lambda: {"clips": 0, "seconds": 0.0, "dialects": set()})
     splits, durations = {}, []
     for split, ds in _splits(dataset).items():
-        d, s, dur = ds["dialect"], ds["speaker"], ds["duration"]
+        columns = read_columns(ds, ("dialect", "speaker", "duration"))
+        d, s, dur = columns["dialect"], columns["speaker"], columns["duration"]
         splits[split] = {"clips": len(ds), "hours": round(sum(dur) / 3600, 4), "speakers": len(set(s)),
                          "dialects": sorted(set(d))}
         durations.extend(dur)
@@ -155,7 +157,7 @@ def write_samples(dataset, out_dir: str | os.PathLike, per_dialect: int = 1) -> 
     ds = data.get("train") or next(iter(data.values()))
     taken: dict[str, int] = {}
     rows = []
-    for index, dialect in enumerate(ds["dialect"]):
+    for index, dialect in enumerate(read_columns(ds, ["dialect"])["dialect"]):
         if taken.get(dialect, 0) < per_dialect:
             taken[dialect] = taken.get(dialect, 0) + 1
             rows.append(index)

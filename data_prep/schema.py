@@ -79,3 +79,16 @@ def validate_schema(dataset, sampling_rate: int | None = DEFAULT_SAMPLING_RATE, 
             f"{what}: audio is at {audio_feature.sampling_rate} Hz but {sampling_rate} Hz is required; "
             f"use dataset.cast_column('audio', Audio(sampling_rate={sampling_rate}))."
         )
+
+
+def read_columns(dataset, names: Iterable[str]) -> dict[str, list]:
+    """Python lists of the cheap columns `names` of a Dataset (or a dict of columns), read through Arrow.
+
+    `dataset["speaker"]` formats row by row in datasets >= 4 (about 5 s per column at 150k rows, measured);
+    one Arrow read of the selected columns takes 0.06 s and honours an indices mapping (`select`).
+    """
+    names = list(names)
+    if isinstance(dataset, dict):
+        return {name: list(dataset[name]) for name in names}
+    table = dataset.select_columns(names).with_format("arrow")[:]
+    return {name: table.column(name).to_pylist() for name in names}

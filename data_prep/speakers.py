@@ -12,9 +12,12 @@ def other_clips_of_same_speaker(dataset, pool=None) -> list[list[int]]:
     lets the model copy instead of clone). Works on a `datasets.Dataset` or a dict of columns with `speaker`
     and `id`.
     """
-    pool = dataset if pool is None else pool
+    from data_prep.schema import read_columns
+
+    rows = read_columns(dataset, ("speaker", "id"))
+    pool_rows = rows if pool is None else read_columns(pool, ("speaker", "id"))
     by_speaker: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for index, (speaker, clip_id) in enumerate(zip(pool["speaker"], pool["id"])):
+    for index, (speaker, clip_id) in enumerate(zip(pool_rows["speaker"], pool_rows["id"])):
         by_speaker[speaker].append((index, clip_id))
     return [[index for index, clip_id in by_speaker.get(speaker, ()) if clip_id != row_id]
-            for speaker, row_id in zip(dataset["speaker"], dataset["id"])]
+            for speaker, row_id in zip(rows["speaker"], rows["id"])]

@@ -20,7 +20,10 @@ def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int 
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     by_dialect: dict[str, dict[str, list[int]]] = {}
-    for index, (dialect, speaker) in enumerate(zip(dataset["dialect"], dataset["speaker"])):
+    from data_prep.schema import read_columns
+
+    columns = read_columns(dataset, ("dialect", "speaker"))
+    for index, (dialect, speaker) in enumerate(zip(columns["dialect"], columns["speaker"])):
         by_dialect.setdefault(dialect, {}).setdefault(speaker, []).append(index)
 
     validation: list[int] = []

@@ -103,6 +103,40 @@ def test_num_proc_gives_the_same_result(demo_corpus_dir):
     assert list(single.dataset["train"]["id"]) == list(multi.dataset["train"]["id"])
 
 
+def _shard_in_worker(task):
+    """data_prep's shard job that also notes which process ran it (module level: pool workers unpickle it)."""
+    import os
+
+    from data_prep import processing
+
+    with open(os.path.join(task[0], "pids.txt"), "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return processing._real_shard(task)
+
+
+def test_workers_are_replaced_every_worker_clips_and_results_do_not_change(demo_corpus_dir, monkeypatch, tmp_path):
+    """Shards run in worker processes, each replaced by a fresh fork after WORKER_CLIPS clips (a long-lived decoder
+    process's heap fragments without bound); without num_proc too. Same rows and skips as one in-process shard."""
+    import os
+
+    from data_prep import processing
+
+    source = from_manifest(demo_corpus_dir / "manifest.jsonl")
+    whole = prepare(source, ProcessingConfig(min_per_speaker=3, shard_size=10_000, cache_dir=str(tmp_path / "one")))
+    monkeypatch.setattr(processing, "_real_shard", processing._process_shard, raising=False)
+    monkeypatch.setattr(processing, "_process_shard", _shard_in_worker)
+    monkeypatch.setattr(processing, "WORKER_CLIPS", 20)  # two shards of 10 per worker
+    sharded = prepare(source, ProcessingConfig(min_per_speaker=3, shard_size=10, cache_dir=str(tmp_path / "many")))
+    (folder,) = (tmp_path / "many").glob("shards-*")
+    pids = (folder / "pids.txt").read_text().split()
+    n_shards = -(-len(source.dataset) // 10)
+    assert len(pids) == n_shards and os.getpid() not in map(int, pids)
+    assert len(set(pids)) == -(-n_shards // 2)  # a new worker every two shards
+    assert sharded.skips.counts() == whole.skips.counts()
+    for split in ("train", "validation"):
+        assert list(sharded.dataset[split]["id"]) == list(whole.dataset[split]["id"])
+
+
 # ---------------------------------------------------------------- balancing and split
 
 def _table(counts: dict[tuple[str, str], int]) -> Dataset:
