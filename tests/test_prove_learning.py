@@ -42,7 +42,11 @@ def test_check_applies_the_issue_thresholds():
     assert prove.check("pocket", {"latent_rel_error": 0.31, "eos_frame_error": 0})
     assert prove.check("pocket", {"latent_rel_error": 0.2, "eos_frame_error": -3})
     assert prove.check("f5", {"griffin_lim_wer": 0.6})
-    assert prove.check("xtts", {"token_accuracy": 0.95}) == ["xtts.upstream_token_accuracy = None, needs >= 0.9"]
+    xtts = {"token_accuracy": 0.95, "upstream_token_accuracy": 0.95, "stop_code_error": -4, "upstream_stop_code_error": 5}
+    assert prove.check("xtts", xtts) == []
+    assert prove.check("xtts", {**xtts, "upstream_token_accuracy": None}) == [
+        "xtts.upstream_token_accuracy = None, needs >= 0.9"]
+    assert prove.check("xtts", {**xtts, "stop_code_error": 120 - 46}) == ["xtts.stop_code_error = 74, needs <= 5"]
 
 
 def test_write_results_has_exactly_the_issue_keys(tmp_path):

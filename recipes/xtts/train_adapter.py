@@ -266,7 +266,12 @@ def build_tiny_base_for(data, out_dir: Path, language: str, tokenizer, exclude: 
                   if base_language(lang or language) != exclude]
     if not texts:
         raise ValueError("the tiny base needs some text in a language XTTS knows (mix original-language rows in)")
-    return build_tiny_base(out_dir, texts, clean=tokenizer.preprocess_text)
+    from data_prep.audio import decode_audio
+    from recipes.xtts.modeling import GPT_SAMPLE_RATE
+
+    first = next(iter(data.values()))  # speech for the DVAE's codebook (see recipes/xtts/tiny.py)
+    waves = [decode_audio(first[i]["audio"], target_sr=GPT_SAMPLE_RATE)[0] for i in range(min(32, len(first)))]
+    return build_tiny_base(out_dir, texts, clean=tokenizer.preprocess_text, waves=waves)
 
 
 def extend_for_new_language(args, xtts, config, base_dir: Path, train_split, output_dir: Path):
