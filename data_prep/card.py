@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from data_prep.report import compute_stats
-from data_prep.schema import read_columns
+from data_prep.schema import label_codes
 
 SCRIPT_URL = "`python -m data_prep`, see data_prep/__main__.py"
 
@@ -23,7 +23,8 @@ def make_dataset_card(dataset, *, sources: list[dict], processing: dict, skips=N
 
     stats = stats if stats is not None else compute_stats(dataset)
     if languages is None:
-        languages = sorted({lang for split in _splits(dataset) for lang in _column(split, "language") if lang})
+        languages = sorted({lang for split in _splits(dataset) if "language" in split.column_names
+                            for lang in label_codes(split, "language")[0] if lang})
     card_data = DatasetCardData(
         license=license, language=languages or None, pretty_name=pretty_name or (repo_id or "tts dataset"),
         task_categories=["text-to-speech"], tags=["tts-recipes", "audio", "speech"],
@@ -80,10 +81,6 @@ def _splits(dataset):
     from datasets import DatasetDict
 
     return list(dataset.values()) if isinstance(dataset, DatasetDict) else [dataset]
-
-
-def _column(ds, name):
-    return read_columns(ds, [name])[name] if name in ds.column_names else []
 
 
 def push_dataset_to_hub(dataset, repo_id: str, card, *, private: bool = False, token: str | None = None,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from data_prep.audio import AudioDecodeError, decode_audio, peak_normalize, resample, rms_dbfs, to_mono
-from data_prep.schema import DEFAULT_SAMPLING_RATE, read_columns, schema_features
+from data_prep.schema import DEFAULT_SAMPLING_RATE, grouped_rows, label_codes, read_columns, schema_features
 from data_prep.skips import SkipReport
 from data_prep.sources import PRE_SKIP_COLUMN, PRE_SKIP_DETAIL_COLUMN, SourceResult
 
@@ -298,34 +298,38 @@ def _process_example(example: dict, cfg: ProcessingConfig) -> dict:
 
 def balance_speakers(dataset, min_per_speaker: int = 5, max_per_speaker: int | None = 50, seed: int = 0):
     """Per dialect, drop speakers with fewer than `min_per_speaker` clips and subsample (seeded) those over
-    `max_per_speaker`. Returns (dataset, SkipReport of the removed rows, stage "balance")."""
+    `max_per_speaker`. Returns (dataset, SkipReport of the removed rows, stage "balance").
+
+    Groups are formed from integer label codes (4 bytes a row, see `label_codes`), visited in sorted
+    (dialect, speaker) order; only the removed rows' ids are read back as strings, for the skip report."""
     rng = np.random.default_rng(seed)
-    groups: dict[tuple[str, str], list[int]] = {}
-    columns = read_columns(dataset, ["dialect", "speaker", "id"] + (["source"] if "source" in dataset.column_names else []))
-    for index, (dialect, speaker) in enumerate(zip(columns["dialect"], columns["speaker"])):
-        groups.setdefault((dialect, speaker), []).append(index)
-    ids = columns["id"]
-    sources = columns.get("source", ids)
-    keep: list[int] = []
-    skips = SkipReport()
-    for (dialect, speaker), indices in sorted(groups.items()):
+    dialects, dialect_codes = label_codes(dataset, "dialect")
+    speakers, speaker_codes = label_codes(dataset, "speaker")
+    keep = np.ones(len(dataset), dtype=bool)
+    removed: list[tuple[np.ndarray, str, str]] = []  # (rows, reason, detail): one detail string per group
+    for d, s, indices in grouped_rows(dialect_codes, speaker_codes, len(speakers)):
+        dialect, speaker = dialects[d], speakers[s]
         if len(indices) < min_per_speaker:
-            for i in indices:
-                skips.add(ids[i], sources[i], "speaker_below_min_clips",
-                          f"speaker {speaker} ({dialect}) has {len(indices)} clip(s) < min_per_speaker {min_per_speaker}",
-                          "balance")
-            continue
-        if max_per_speaker is not None and len(indices) > max_per_speaker:
-            chosen = set(rng.choice(len(indices), size=max_per_speaker, replace=False).tolist())
-            for j, i in enumerate(indices):
-                if j in chosen:
-                    keep.append(i)
-                else:
-                    skips.add(ids[i], sources[i], "speaker_over_max_clips",
-                              f"speaker {speaker} ({dialect}) subsampled to max_per_speaker {max_per_speaker}", "balance")
-            continue
-        keep.extend(indices)
-    return dataset.select(sorted(keep)), skips
+            removed.append((indices, "speaker_below_min_clips",
+                            f"speaker {speaker} ({dialect}) has {len(indices)} clip(s) < min_per_speaker {min_per_speaker}"))
+        elif max_per_speaker is not None and len(indices) > max_per_speaker:
+            chosen = rng.choice(len(indices), size=max_per_speaker, replace=False)
+            removed.append((np.delete(indices, chosen), "speaker_over_max_clips",
+                            f"speaker {speaker} ({dialect}) subsampled to max_per_speaker {max_per_speaker}"))
+    skips = SkipReport()
+    if removed:
+        rows = np.concatenate([indices for indices, _, _ in removed])
+        keep[rows] = False
+        names = ["id"] + (["source"] if "source" in dataset.column_names else [])
+        columns = read_columns(dataset.select(rows), names)
+        ids = columns["id"]
+        sources = columns.get("source", ids)
+        position = 0
+        for indices, reason, detail in removed:
+            for k in range(position, position + len(indices)):
+                skips.add(ids[k], sources[k], reason, detail, "balance")
+            position += len(indices)
+    return dataset.select(np.flatnonzero(keep)), skips
 
 
 # ----------------------------------------------------------------------------------------------
@@ -361,18 +365,22 @@ def _work_key(raw, cfg: ProcessingConfig) -> str:
     return digest.hexdigest()[:16]
 
 
-def _duplicate_rows(raw) -> set[int]:
-    """Rows whose id an earlier row already has (they would collide in the dataset and in LJSpeech exports)."""
-    seen: set[str] = set()
-    duplicates: set[int] = set()
-    index = 0
-    for batch in raw.select_columns(["id"]).iter(batch_size=50_000):
-        for clip_id in batch["id"]:
-            if clip_id in seen:
-                duplicates.add(index)
-            seen.add(clip_id)
-            index += 1
-    return duplicates
+def _duplicate_rows(raw) -> dict[int, str]:
+    """Rows whose id an earlier row already has (they would collide in the dataset and in LJSpeech exports),
+    each with the source of that first row, for the skip report.
+
+    Columnar (ids as integer codes, see `label_codes`): a set of millions of id strings would cost ~100 bytes
+    a row in the main process, which every forked decode worker then maps too."""
+    ids, codes = label_codes(raw, "id")
+    del ids
+    _, first = np.unique(codes, return_index=True)  # codes cover 0..n_distinct-1: first[c] = first row of id c
+    first_of_row = first[codes]
+    rows = np.flatnonzero(first_of_row != np.arange(len(codes)))
+    if not len(rows):
+        return {}
+    firsts = first_of_row[rows]
+    sources = read_columns(raw.select(firsts), ["source"])["source"] if "source" in raw.column_names else firsts.tolist()
+    return {int(row): f"row {int(f)} ({source})" for row, f, source in zip(rows, firsts, sources)}
 
 
 def _shard_paths(folder: str, index: int) -> tuple[str, str]:
@@ -393,7 +401,7 @@ def _process_shard(task) -> int:
         for i, example in enumerate(rows):
             if i in duplicates:
                 skipped.append(asdict_skip(example["id"], example["source"], "duplicate_id",
-                                           "another row already has this id"))
+                                           f"another row already has this id: {duplicates[i]}"))
                 continue
             try:
                 out = _process_example(example, cfg)
@@ -479,7 +487,9 @@ def process_rows(raw, cfg: ProcessingConfig, work_dir: str | None = None, figure
     base = tempfile.mkdtemp(prefix="data_prep_shards_") if temporary else work_dir
     folder = os.path.join(base, f"shards-{_work_key(raw, cfg)}")
     os.makedirs(folder, exist_ok=True)
-    duplicates = _duplicate_rows(raw)
+    duplicates_by_shard: dict[int, dict[int, str]] = {}  # shard -> {row in shard: the first row with its id}
+    for row, first in _duplicate_rows(raw).items():
+        duplicates_by_shard.setdefault(row // cfg.shard_size, {})[row % cfg.shard_size] = first
     n_shards = -(-len(raw) // cfg.shard_size)
     todo = [k for k in range(n_shards) if not os.path.exists(_shard_paths(folder, k)[1])]
     if len(todo) < n_shards:
@@ -489,7 +499,7 @@ def process_rows(raw, cfg: ProcessingConfig, work_dir: str | None = None, figure
         for k in todo:
             start, stop = k * cfg.shard_size, min((k + 1) * cfg.shard_size, len(raw))
             rows = raw.select(range(start, stop)).to_list()
-            yield folder, k, rows, {i - start for i in range(start, stop) if i in duplicates}, cfg, features
+            yield folder, k, rows, duplicates_by_shard.get(k, {}), cfg, features
 
     progress = tqdm(total=n_shards, initial=n_shards - len(todo), desc="decode, check, resample", unit="shard")
     if len(todo) > 1:

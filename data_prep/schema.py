@@ -90,5 +90,56 @@ def read_columns(dataset, names: Iterable[str]) -> dict[str, list]:
     names = list(names)
     if isinstance(dataset, dict):
         return {name: list(dataset[name]) for name in names}
-    table = dataset.select_columns(names).with_format("arrow")[:]
+    table = _arrow_table(dataset, names)
     return {name: table.column(name).to_pylist() for name in names}
+
+
+def _arrow_table(dataset, names: list[str]):
+    """The columns `names` of a Dataset (indices mapping applied) or of a dict of columns, as a pyarrow Table."""
+    import pyarrow as pa
+
+    if isinstance(dataset, dict):
+        return pa.table({name: pa.array(list(dataset[name])) for name in names})
+    return dataset.select_columns(names).with_format("arrow")[:]
+
+
+def numeric_column(dataset, name: str):
+    """A numeric column (duration, ...) of a Dataset or a dict of columns as a float64 numpy array."""
+    import numpy as np
+
+    return np.asarray(_arrow_table(dataset, [name]).column(name).to_numpy(), dtype=np.float64)
+
+
+def label_codes(dataset, name: str):
+    """A label column (speaker, dialect, ...) as `(labels, codes)`: its distinct values in sorted order and, per
+    row, the index of the row's value in `labels` (a numpy int32 array).
+
+    Grouping millions of rows by speaker through Python lists costs a string object per row (~100-200 bytes);
+    the codes cost 4 bytes a row and only the distinct labels become Python strings. `labels` is sorted as
+    Python sorts str (UTF-8 byte order is code point order), so grouping by code visits groups in the order
+    `sorted()` of the labels would.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    column = _arrow_table(dataset, [name]).column(name)
+    labels = pc.unique(column)
+    labels = labels.take(pc.sort_indices(labels))
+    codes = pc.index_in(column, value_set=labels)
+    return labels.to_pylist(), np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int32)
+
+
+def grouped_rows(major, minor, n_minor: int):
+    """Row indices grouped by the code pair (major[i], minor[i]): yields `(major code, minor code, indices)`
+    with the groups in ascending (major, minor) order and each group's indices ascending."""
+    import numpy as np
+
+    key = np.asarray(major, dtype=np.int64) * n_minor + np.asarray(minor, dtype=np.int64)
+    if key.size == 0:
+        return
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    for start, stop in zip(starts.tolist(), np.r_[starts[1:], key.size].tolist()):
+        group = int(sorted_key[start])
+        yield group // n_minor, group % n_minor, order[start:stop]

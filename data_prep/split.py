@@ -15,16 +15,19 @@ def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int 
     clips, at least one speaker) so validation measures unseen voices; a dialect with a single speaker cannot
     be held out that way and stays in train (a warning says so).
     """
+    import numpy as np
     from datasets import DatasetDict
+
+    from data_prep.schema import grouped_rows, label_codes
 
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    # dialect -> speaker -> row indices, from integer label codes (4 bytes a row instead of two Python strings)
+    dialects, dialect_codes = label_codes(dataset, "dialect")
+    speaker_labels, speaker_codes = label_codes(dataset, "speaker")
     by_dialect: dict[str, dict[str, list[int]]] = {}
-    from data_prep.schema import read_columns
-
-    columns = read_columns(dataset, ("dialect", "speaker"))
-    for index, (dialect, speaker) in enumerate(zip(columns["dialect"], columns["speaker"])):
-        by_dialect.setdefault(dialect, {}).setdefault(speaker, []).append(index)
+    for d, s, indices in grouped_rows(dialect_codes, speaker_codes, len(speaker_labels)):
+        by_dialect.setdefault(dialects[d], {})[speaker_labels[s]] = indices.tolist()
 
     validation: list[int] = []
     for dialect, speakers in sorted(by_dialect.items()):
@@ -55,6 +58,6 @@ def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int 
                 if pool and n_take > 0:
                     validation.append(pool.pop())
                     n_take -= 1
-    validation_set = set(validation)
-    train = [i for i in range(len(dataset)) if i not in validation_set]
-    return DatasetDict({"train": dataset.select(train), "validation": dataset.select(sorted(validation))})
+    in_train = np.ones(len(dataset), dtype=bool)
+    in_train[validation] = False
+    return DatasetDict({"train": dataset.select(np.flatnonzero(in_train)), "validation": dataset.select(sorted(validation))})

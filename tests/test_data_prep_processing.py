@@ -191,3 +191,82 @@ def test_loading_reexports_the_split():
     from data_prep import loading
 
     assert loading.split_train_validation is split_train_validation
+
+
+def _labelled_rows(n=3000, seed=7) -> Dataset:
+    """Rows with skewed speaker sizes (some under any minimum, some over any cap), a few speakers in two dialects,
+    non-ASCII and upper-case labels (sort order), float32 durations."""
+    rng = np.random.default_rng(seed)
+    dialects = ["valencià", "central", "balear", "nord-occidental", "Zeta"]
+    speakers = [f"spk{int(x):03d}" for x in rng.zipf(1.6, size=n) % 120]
+    dialect = [dialects[int(s[3:]) % len(dialects)] for s in speakers]
+    for i in range(0, n, 97):
+        dialect[i] = dialects[(dialects.index(dialect[i]) + 1) % len(dialects)]
+    return Dataset.from_dict({"id": [f"c{i:05d}" for i in range(n)], "speaker": speakers, "dialect": dialect,
+                              "duration": rng.uniform(1, 15, size=n).astype(np.float32).tolist(),
+                              "source": [f"src{i}" for i in range(n)]})
+
+
+def _digest(value) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value, default=str, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Digests of the balance and split results of the plain Python loops these functions used before they went
+# columnar (integer label codes): a prepared dataset must balance and split the same from one release to the
+# next, or an evaluation of an older run would score clips its model trained on.
+BALANCE_DIGESTS = {(0, 5, 50): "0b0f05cf1d9385cb", (0, 1, None): "49e53635bbe71f6c", (0, 3, 20): "c2d9344a1b76ed9a",
+                   (1, 5, 50): "10588b1c76e2f9b1", (1, 3, 20): "01ab270324906f7a"}
+SPLIT_DIGESTS = {(0, False, 0.1): "9d7e36be496d788c", (0, False, 0.3): "57bc0fdffd2c170a",
+                 (0, True, 0.1): "499e8d0ced31aa4e", (0, True, 0.3): "d069e34895697b2c",
+                 (1, False, 0.1): "9d437af31310079d", (1, False, 0.3): "e819e7a61619aaee",
+                 (1, True, 0.1): "aad425f26b85a982", (1, True, 0.3): "7513fddd590da8dc"}
+
+
+def test_balance_and_split_are_the_same_as_in_earlier_releases():
+    data = _labelled_rows()
+    for (seed, low, high), expected in BALANCE_DIGESTS.items():
+        balanced, skips = balance_speakers(data, low, high, seed)
+        got = _digest([balanced["id"], [(s.id, s.file, s.reason, s.detail, s.stage) for s in skips.skips]])
+        assert got == expected, (seed, low, high)
+    for (seed, disjoint, fraction), expected in SPLIT_DIGESTS.items():
+        splits = split_train_validation(data, fraction, seed, disjoint)
+        assert _digest([splits["train"]["id"], splits["validation"]["id"]]) == expected, (seed, disjoint, fraction)
+
+
+def test_stats_equal_a_plain_recount():
+    from collections import defaultdict
+
+    from data_prep.report import compute_stats
+
+    splits = split_train_validation(_labelled_rows(), 0.1, 0)
+    stats = compute_stats(splits)
+    seconds, clips, speakers = defaultdict(float), defaultdict(int), defaultdict(set)
+    speaker_seconds, speaker_clips, speaker_dialects = defaultdict(float), defaultdict(int), defaultdict(set)
+    for split in ("train", "validation"):
+        for dialect, speaker, duration in zip(splits[split]["dialect"], splits[split]["speaker"],
+                                              splits[split]["duration"]):
+            seconds[dialect] += duration
+            clips[dialect] += 1
+            speakers[dialect].add(speaker)
+            speaker_seconds[speaker] += duration
+            speaker_clips[speaker] += 1
+            speaker_dialects[speaker].add(dialect)
+    assert list(stats["per_dialect"]) == sorted(clips)  # sorted as Python sorts: "Zeta" < "balear" < "valencià"
+    assert stats["per_dialect"] == {d: {"clips": clips[d], "hours": round(seconds[d] / 3600, 4),
+                                        "speakers": len(speakers[d])} for d in sorted(clips)}
+    assert stats["per_speaker"] == {s: {"clips": speaker_clips[s], "minutes": round(speaker_seconds[s] / 60, 3),
+                                        "dialects": sorted(speaker_dialects[s])} for s in sorted(speaker_clips)}
+    assert stats["clips"] == 3000 and stats["speakers"] == len(speaker_seconds)
+    assert stats["splits"]["validation"]["clips"] == len(splits["validation"])
+    assert stats["hours"] == round(sum(seconds.values()) / 3600, 4)
+
+
+def test_duplicate_ids_name_the_first_row():
+    from data_prep.processing import _duplicate_rows
+
+    raw = Dataset.from_dict({"id": ["a", "b", "a", "c", "b", "a"], "source": [f"line{i}" for i in range(6)]})
+    assert _duplicate_rows(raw) == {2: "row 0 (line0)", 4: "row 1 (line1)", 5: "row 0 (line0)"}
+    assert _duplicate_rows(Dataset.from_dict({"id": ["x", "y"], "source": ["1", "2"]})) == {}
