@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from data_prep.audio import AudioDecodeError, decode_audio, peak_normalize, resample, rms_dbfs, to_mono
-from data_prep.schema import DEFAULT_SAMPLING_RATE, grouped_rows, label_codes, read_columns, schema_features
+from data_prep.schema import (DEFAULT_SAMPLING_RATE, grouped_rows, label_codes, read_columns, release_arrow_memory,
+                              schema_features)
 from data_prep.skips import SkipReport
 from data_prep.sources import PRE_SKIP_COLUMN, PRE_SKIP_DETAIL_COLUMN, SourceResult
 
@@ -511,6 +512,7 @@ def process_rows(raw, cfg: ProcessingConfig, work_dir: str | None = None, figure
         from data_prep.audio import warm_up_decoder
 
         warm_up_decoder()  # imported once here: forked workers inherit it instead of importing torch(codec) again
+        release_arrow_memory()  # what Arrow's allocator still caches would be mapped by every worker
         workers = cfg.num_proc or 1
         gc.freeze()  # the parent's objects: a worker's garbage collector leaves them (and their pages) alone
         try:

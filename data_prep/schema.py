@@ -125,8 +125,19 @@ def label_codes(dataset, name: str):
     column = _arrow_table(dataset, [name]).column(name)
     labels = pc.unique(column)
     labels = labels.take(pc.sort_indices(labels))
-    codes = pc.index_in(column, value_set=labels)
-    return labels.to_pylist(), np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int32)
+    codes = np.asarray(pc.index_in(column, value_set=labels).to_numpy(zero_copy_only=False), dtype=np.int32)
+    labels = labels.to_pylist()
+    del column
+    release_arrow_memory()
+    return labels, codes
+
+
+def release_arrow_memory() -> None:
+    """Hand the pages Arrow's allocator keeps for reuse back to the OS (mimalloc holds the hash tables and copies
+    of a column pass: ~45 MB at 200k rows), so the main process stays small for the decode workers it forks."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def grouped_rows(major, minor, n_minor: int):

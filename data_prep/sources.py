@@ -138,7 +138,11 @@ def from_common_voice(
                 continue
     fallback_dialect = locale if default_dialect is None else default_dialect
 
-    skips, seen = SkipReport(), {}
+    skips = SkipReport()
+    # Per row: plain string joins, no pathlib (a Path interns every part it parses: one interned-string slot per
+    # clip for good, millions of them at Common Voice size). Clips listed twice are caught by the duplicate-id
+    # check in processing, which names the first row (column-wise, without a per-row dict here).
+    clips_dir = os.path.join(str(locale_dir), "clips")
 
     def records():
         for split in splits:
@@ -155,24 +159,19 @@ def from_common_voice(
 
     def _common_voice_record(row: dict, where: str) -> dict | None:
         clip = row.get("path")
+        audio_path = os.path.join(clips_dir, clip or "")
+        clip_id = os.path.splitext(os.path.basename(clip))[0] if clip else where
         if not clip or None in row or row.get("sentence") is None or row.get("client_id") is None:
             # a line with too few or too many tab-separated fields (e.g. a sentence with a tab or newline)
             extra = f" and {len(row[None])} extra field(s)" if None in row else ""
-            skips.add(Path(clip).stem if clip else where, str(locale_dir / "clips" / (clip or "")), "bad_tsv_row",
+            skips.add(clip_id, audio_path, "bad_tsv_row",
                       f"{where}: {sum(v is not None for k, v in row.items() if k is not None)} of {len(row) - (None in row)} "
                       f"fields{extra}; fix the line (tabs or line breaks inside the sentence?)", "source")
             return None
-        if clip in seen:  # a repeated line, or validated.tsv and train.tsv overlapping when both are asked for
-            skips.add(Path(clip).stem, str(locale_dir / "clips" / clip), "duplicate_id",
-                      f"{where}: clip {clip} is already listed at {seen[clip]}", "source")
-            return None
-        seen[clip] = where
-        clip_id = Path(clip).stem
-        audio_path = locale_dir / "clips" / clip
         if vote_filter:
             up, down = _int(row.get("up_votes")), _int(row.get("down_votes"))
             if not up > down:
-                skips.add(clip_id, str(audio_path), "votes", f"{where}: up_votes={up} <= down_votes={down}", "source")
+                skips.add(clip_id, audio_path, "votes", f"{where}: up_votes={up} <= down_votes={down}", "source")
                 return None
         variant = (row.get("variant") or "").strip()
         accents = [a.strip() for a in (row.get("accents") or "").replace("|", ",").split(",") if a.strip()]
@@ -180,17 +179,17 @@ def from_common_voice(
         if labels:
             dialect = dialect_mapping.first_match(labels)
             if dialect is None:
-                skips.add(clip_id, str(audio_path), "unmapped_dialect",
+                skips.add(clip_id, audio_path, "unmapped_dialect",
                           f"{where}: labels {labels} are not in the dialect mapping; add them to the mapping file "
                           "or pass --keep_unmapped", "source")
                 return None
         elif fallback_dialect:
             dialect = fallback_dialect
         else:
-            skips.add(clip_id, str(audio_path), "no_dialect_label", f"{where}: empty variant and accents", "source")
+            skips.add(clip_id, audio_path, "no_dialect_label", f"{where}: empty variant and accents", "source")
             return None
         return {
-            "id": clip_id, "audio": str(audio_path), "text": row["sentence"], "speaker": row["client_id"],
+            "id": clip_id, "audio": audio_path, "text": row["sentence"], "speaker": row["client_id"],
             "dialect": dialect, "language": (row.get("locale") or locale).strip(), "source": f"common_voice:{where}",
             "expected_duration": durations.get(clip),
         }

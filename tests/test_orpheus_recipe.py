@@ -98,6 +98,32 @@ def test_pretrain_script_trains_resumes_and_generates(tiny, tmp_path):
     assert synthesizer.last_discarded_tokens == [0, 0]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["after_save", "mid_save"])
+def test_kill_9_and_rerun_matches_the_uninterrupted_run(tiny, tmp_path, point):
+    """SIGKILL after checkpoint-2 (or during checkpoint-4's save, leaving it without trainer_state.json), rerun
+    the same command: every logged loss and the final weights equal the uninterrupted run's."""
+    from safetensors.torch import load_file
+
+    from tests.kill_resume import losses, straight_and_killed
+
+    argv = ["--config", str(REPO / "recipes/orpheus/configs/demo.yaml"), "--model_name_or_path", tiny["model"],
+            "--build_tiny_model", "false", "--snac_model", tiny["snac"],
+            "--tokenized_dataset", tokenized_rows(tiny, tmp_path / "rows"), "--max_steps", "6", "--save_steps", "2",
+            "--eval_steps", "100", "--logging_steps", "1", "--sample_every_n_steps", "1000",
+            "--sample_max_new_tokens", "7", "--report_to", "none", "--disable_tqdm", "true"]
+    straight, resumed, log = straight_and_killed("recipes.orpheus.pretrain_dialects", argv, tmp_path, point,
+                                                 2 if point == "after_save" else 4)
+    if point == "mid_save":
+        assert "Skipping" in log and "checkpoint-4: no trainer_state.json" in log
+    assert sorted(losses(straight)) == list(range(1, 7))
+    assert losses(resumed) == losses(straight)  # exact: same packed batches and order after the resume
+    weights = [load_file(str(tmp_path / name / "model.safetensors")) for name in ("straight", "killed")]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
 def test_generation_stops_at_end_of_speech_and_decodes_every_frame(tiny):
     from recipes.orpheus.generate import OrpheusSynthesizer, load_model_and_tokenizer
     from recipes.orpheus.tokenize_dataset import SnacAudioTokenizer, load_snac
