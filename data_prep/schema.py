@@ -100,7 +100,14 @@ def _arrow_table(dataset, names: list[str]):
 
     if isinstance(dataset, dict):
         return pa.table({name: pa.array(list(dataset[name])) for name in names})
-    return dataset.select_columns(names).with_format("arrow")[:]
+    table = getattr(dataset.data, "table", None)
+    if table is None:  # not the datasets.table.Table wrapper this was written against: the public (slow) path
+        return dataset.select_columns(names).with_format("arrow")[:]
+    table = table.select(names)
+    indices = getattr(dataset, "_indices", None)  # set by select/shuffle/train_test_split
+    # One Arrow take through the indices mapping. `with_format("arrow")[:]` gathers it as one record batch per
+    # row: at 1.8 M rows that is 1.8 M chunks, ~1 GB and 3 s for one string column (measured), 0.4 s this way.
+    return table.take(indices.column(0)) if indices is not None else table
 
 
 def numeric_column(dataset, name: str):

@@ -25,9 +25,9 @@ def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int 
     # dialect -> speaker -> row indices, from integer label codes (4 bytes a row instead of two Python strings)
     dialects, dialect_codes = label_codes(dataset, "dialect")
     speaker_labels, speaker_codes = label_codes(dataset, "speaker")
-    by_dialect: dict[str, dict[str, list[int]]] = {}
+    by_dialect: dict[str, dict[str, np.ndarray]] = {}
     for d, s, indices in grouped_rows(dialect_codes, speaker_codes, len(speaker_labels)):
-        by_dialect.setdefault(dialects[d], {})[speaker_labels[s]] = indices.tolist()
+        by_dialect.setdefault(dialects[d], {})[speaker_labels[s]] = indices
 
     validation: list[int] = []
     for dialect, speakers in sorted(by_dialect.items()):
@@ -51,12 +51,18 @@ def split_train_validation(dataset, validation_fraction: float = 0.1, seed: int 
                 validation.extend(speakers[speaker])
             continue
         n_take = max(1, round(n_clips * validation_fraction)) if n_clips >= 2 else 0
-        pools = [rng.sample(v, len(v)) for _, v in sorted(speakers.items())]
-        rng.shuffle(pools)
-        while n_take > 0 and any(pools):
-            for pool in pools:
-                if pool and n_take > 0:
-                    validation.append(pool.pop())
+        # Each speaker's clips in a seeded random order, then speakers in a seeded order, taking one clip per
+        # speaker per round from the end of its order. `rng.sample(range(n), n)` draws the same permutation
+        # `rng.sample(clips, n)` would (it only depends on n), as numpy indices rather than a Python int per row.
+        pools = [v[np.asarray(rng.sample(range(len(v)), len(v)), dtype=np.int64)] for _, v in sorted(speakers.items())]
+        left = [len(pool) for pool in pools]
+        order = list(range(len(pools)))
+        rng.shuffle(order)
+        while n_take > 0 and any(left):
+            for k in order:
+                if left[k] and n_take > 0:
+                    left[k] -= 1
+                    validation.append(int(pools[k][left[k]]))
                     n_take -= 1
     in_train = np.ones(len(dataset), dtype=bool)
     in_train[validation] = False
