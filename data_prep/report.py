@@ -174,11 +174,10 @@ def write_samples(dataset, out_dir: str | os.PathLike, per_dialect: int = 1) -> 
     import numpy as np
 
     from data_prep.audio import decode_audio, write_audio
+    from data_prep.schema import grouped_rows, label_codes
 
     data = _splits(dataset)
     ds = data.get("train") or next(iter(data.values()))
-    from data_prep.schema import grouped_rows, label_codes
-
     _, codes = label_codes(ds, "dialect")
     rows = sorted(i for _, _, indices in grouped_rows(codes, np.zeros_like(codes), 1) for i in indices[:per_dialect].tolist())
     written = []
