@@ -238,7 +238,6 @@ def bookkeeping_child(n: int, work: Path) -> dict:
     warm_up_decoder()
     phase("decoder import (held = what each forked decode worker maps)")
     del source
-    state["peak"] = 0
     kept = Dataset.from_file(str(work / "kept.arrow"))
     balanced, skips = balance_speakers(kept, cfg.min_per_speaker, cfg.max_per_speaker, cfg.seed)
     splits = split_train_validation(balanced, cfg.validation_fraction, cfg.seed)
@@ -251,7 +250,7 @@ def bookkeeping_child(n: int, work: Path) -> dict:
 
 def run_bookkeeping(sizes: list[int], work: Path, out: Path) -> list[dict]:
     results = []
-    print(f"\nmain-process bookkeeping without decoding (peak anonymous RSS MB of each phase; held = after it)")
+    print("\nmain-process bookkeeping without decoding (peak anonymous RSS MB of each phase; held = after it)")
     for n in sizes:
         folder = work / f"bookkeeping-{n}"
         write_bookkeeping_inputs(n, folder)

@@ -372,8 +372,7 @@ def _duplicate_rows(raw) -> dict[int, str]:
 
     Columnar (ids as integer codes, see `label_codes`): a set of millions of id strings would cost ~100 bytes
     a row in the main process, which every forked decode worker then maps too."""
-    ids, codes = label_codes(raw, "id")
-    del ids
+    _, codes = label_codes(raw, "id")
     _, first = np.unique(codes, return_index=True)  # codes cover 0..n_distinct-1: first[c] = first row of id c
     first_of_row = first[codes]
     rows = np.flatnonzero(first_of_row != np.arange(len(codes)))

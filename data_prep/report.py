@@ -54,8 +54,9 @@ def compute_stats(dataset) -> dict:
     speaker = np.concatenate([remapped(p[2], p[3], all_speakers) for p in parts] or [np.zeros(0, np.int64)])
     durations = np.concatenate([p[4] for p in parts] or [np.zeros(0)])
     n_d, n_s = len(all_dialects), len(all_speakers)
-    pairs = np.unique(dialect.astype(np.int64) * max(n_s, 1) + speaker)  # (dialect, speaker) pairs present
-    pair_dialect, pair_speaker = pairs // max(n_s, 1), pairs % max(n_s, 1)
+    width = max(n_s, 1)
+    pairs = np.unique(dialect * width + speaker)  # the (dialect, speaker) pairs present
+    pair_dialect, pair_speaker = pairs // width, pairs % width
     dialect_clips, dialect_seconds = np.bincount(dialect, minlength=n_d), np.bincount(dialect, durations, n_d)
     speaker_clips, speaker_seconds = np.bincount(speaker, minlength=n_s), np.bincount(speaker, durations, n_s)
     dialect_speakers = np.bincount(pair_dialect, minlength=n_d)
